@@ -1,0 +1,3 @@
+from llmarch_lsp.cli import main
+
+raise SystemExit(main())

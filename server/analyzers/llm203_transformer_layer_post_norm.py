@@ -1,0 +1,263 @@
+"""`nn.TransformerEncoderLayer` / `nn.TransformerDecoderLayer` built as post-norm (the default).
+
+## Problem
+PyTorch's built-in transformer layers default to `norm_first=False`: LayerNorm is applied *after*
+each residual addition (Post-LN), the arrangement of the original Transformer. Nothing in the call
+says so, and most modern recipes (GPT-2 onwards, ViT, LLaMA) use Pre-LN.
+
+## Diagnosis
+A `TransformerEncoderLayer` or `TransformerDecoderLayer` is constructed without `norm_first=True`
+(the keyword is absent or literally `False`, and no `**kwargs` could supply it).
+
+## Hypothesis
+In a Post-LN stack every residual path passes through a LayerNorm, so the gradient reaching the
+layers near the output is large at initialisation and grows with depth. With Adam and no (or a
+short) warmup the first updates are too big, the attention logits blow up, and training diverges or
+stalls. Pre-LN keeps an identity path from the loss to every layer, so gradients are well-scaled at
+initialisation.
+
+## Literature
+- Xiong et al. (2020) prove with mean-field analysis that Post-LN has large expected gradients near
+  the output at initialisation, which is why it needs warmup, while Pre-LN can train without it.
+- Liu et al. (2020, "Understanding the Difficulty of Training Transformers") trace Post-LN failures to
+  each layer's heavy dependence on its residual branch, amplifying small parameter changes.
+- Wang et al. (2019) show Pre-LN is what makes deep (30+ layer) encoders trainable in translation.
+- Vaswani et al. (2017) introduced the Post-LN arrangement that PyTorch's default reproduces.
+
+## Recommendation
+Pass `norm_first=True`. A Pre-LN encoder's output is not normalised, so also give the enclosing
+`nn.TransformerEncoder` / `nn.TransformerDecoder` a final norm (`norm=nn.LayerNorm(d_model)`), the
+way GPT-2 adds `ln_f`.
+
+## Expected outcome
+Training that is stable without a long warmup and at higher learning rates; no early loss spikes or
+divergence in deep stacks; the gap widens with depth (beyond ~6 layers). Final quality is usually
+on par; Post-LN can be slightly better when it trains at all.
+
+## Implementation
+Before:
+
+    layer = nn.TransformerEncoderLayer(d_model=512, nhead=8, batch_first=True)
+    encoder = nn.TransformerEncoder(layer, num_layers=12)
+
+After:
+
+    # Pre-norm: LayerNorm before each sublayer keeps gradients well-scaled at init (Xiong et al., 2020, arXiv:2002.04745)
+    layer = nn.TransformerEncoderLayer(d_model=512, nhead=8, batch_first=True, norm_first=True)
+    encoder = nn.TransformerEncoder(layer, num_layers=12, norm=nn.LayerNorm(512))
+
+## Caveats
+No extra compute or memory: the same LayerNorms run in a different place. The change alters the
+network's function, so checkpoints trained post-norm do not load into a pre-norm model with the same
+meaning (the fix is marked unsafe). For shallow stacks (six layers or fewer) trained with warmup,
+Post-LN is a legitimate, well-established choice, so the finding is then only a hint (option
+`shallow-depth`). PyTorch's fast-path inference kernels support both settings. The evidence is
+strong and replicated (theory plus many large-scale recipes); Pre-LN can leave later layers
+under-used in very deep models, which DeepNorm-style scaling addresses.
+
+## Next steps
+Compare loss curves for the first few thousand steps, gradient norm per layer (should be flat across
+depth with Pre-LN), and the largest attention logit; check that a final norm was added before the
+output head.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from llmarch_lsp.analyzers.rule import Invalid, Option, Rule, RuleContext
+from llmarch_lsp.document import Document
+from llmarch_lsp.findings import Confidence, Finding, Severity
+from llmarch_lsp.fixes.builders import cited_comment, set_keyword_argument
+from llmarch_lsp.fixes.model import UNSAFE, Fix
+
+_LAYERS = {"torch.nn.TransformerEncoderLayer": "TransformerEncoder", "torch.nn.TransformerDecoderLayer": "TransformerDecoder"}
+_STACKS = {"torch.nn.TransformerEncoder", "torch.nn.TransformerDecoder"}
+# `norm_first` is the eighth positional parameter of both layers.
+_NORM_FIRST_POSITION = 7
+
+FIX_TITLE = "Use pre-norm (norm_first=True)"
+
+RULE_DOCS = __doc__
+
+
+def check(document: Document, context: RuleContext, rule: Rule):
+    if not document.imports.imports_module("torch"):
+        return
+    for call in document.index.calls:
+        qualified = document.qualified_name(call.func)
+        if qualified not in _LAYERS or not _builds_post_norm(call):
+            continue
+        depth = _stack_depth(document, call)
+        shallow = depth is not None and depth <= context.options["shallow-depth"]
+        yield rule.finding(
+            document,
+            call,
+            _message(qualified.rsplit(".", 1)[-1], depth),
+            severity=Severity.HINT if shallow else None,
+            fix=_fix(document, call),
+        )
+
+
+def _builds_post_norm(call: ast.Call) -> bool:
+    if any(isinstance(argument, ast.Starred) for argument in call.args):
+        return False
+    for keyword in call.keywords:
+        if keyword.arg is None:  # **kwargs may carry norm_first
+            return False
+        if keyword.arg == "norm_first":
+            return isinstance(keyword.value, ast.Constant) and keyword.value.value is False
+    if len(call.args) > _NORM_FIRST_POSITION:
+        value = call.args[_NORM_FIRST_POSITION]
+        return isinstance(value, ast.Constant) and value.value is False
+    return True
+
+
+def _stack_depth(document: Document, layer_call: ast.Call) -> int | None:
+    """`num_layers` of the TransformerEncoder/Decoder that stacks this layer, when it is a literal."""
+    statement = document.index.parent(layer_call)
+    names = set()
+    if isinstance(statement, ast.Assign):
+        names = {target.id for target in statement.targets if isinstance(target, ast.Name)}
+    scope = document.index.enclosing_function(layer_call) or document.tree
+    for call in ast.walk(scope):
+        if not isinstance(call, ast.Call) or document.qualified_name(call.func) not in _STACKS:
+            continue
+        stacked = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg in ("encoder_layer", "decoder_layer")), None)
+        if stacked is not layer_call and not (isinstance(stacked, ast.Name) and stacked.id in names):
+            continue
+        depth = call.args[1] if len(call.args) > 1 else next((k.value for k in call.keywords if k.arg == "num_layers"), None)
+        if isinstance(depth, ast.Constant) and isinstance(depth.value, int):
+            return depth.value
+    return None
+
+
+def _message(layer: str, depth: int | None) -> str:
+    stack = f" in a {depth}-layer stack" if depth is not None else ""
+    return (
+        f"`{layer}` defaults to post-norm (`norm_first=False`){stack}: LayerNorm after each residual add "
+        "gives large gradients near the output at init, so deep stacks need long warmup and can diverge "
+        "(Xiong et al., 2020)"
+    )
+
+
+def _fix(document: Document, call: ast.Call) -> Fix:
+    statement = document.index.enclosing_statement(call)
+    return Fix(
+        title=FIX_TITLE,
+        applicability=UNSAFE,
+        replacements=(set_keyword_argument(document, call, "norm_first", "True"),),
+        comments=(
+            cited_comment(
+                statement.lineno,
+                "Pre-norm: LayerNorm before each sublayer keeps gradients well-scaled at init",
+                "xiong2020layer",
+            ),
+        ),
+    )
+
+
+RULE = Rule(
+    code="LLM203",
+    name="transformer-layer-post-norm",
+    summary="nn.TransformerEncoderLayer / nn.TransformerDecoderLayer built without norm_first=True",
+    severity=Severity.WARNING,
+    confidence=Confidence.HIGH,
+    citation_keys=("xiong2020layer", "liu2020admin", "wang2019learning", "vaswani2017attention"),
+    check=check,
+    docs=RULE_DOCS,
+    tags=("normalization", "residual", "stability"),
+    fix_title=FIX_TITLE,
+    fix_safety=UNSAFE,
+    options={"shallow-depth": Option(6, "stacks this deep or shallower get a hint instead of a warning")},
+    valid=(
+        """
+        import torch.nn as nn
+        layer = nn.TransformerEncoderLayer(d_model=512, nhead=8, norm_first=True)
+        """,
+        """
+        import torch.nn as nn
+        def build(cfg):
+            # unknowable statically: the config decides
+            return nn.TransformerEncoderLayer(cfg.d_model, cfg.n_head, norm_first=cfg.pre_norm)
+        """,
+        """
+        import torch.nn as nn
+        def build(**layer_kwargs):
+            return nn.TransformerDecoderLayer(512, 8, **layer_kwargs)
+        """,
+        """
+        from torch import nn
+        layer = nn.TransformerEncoderLayer(512, 8, 2048, 0.1, "gelu", 1e-5, True, True)
+        """,
+        """
+        import torch
+        class TransformerEncoderLayer:  # a local class with the same name is not PyTorch's
+            pass
+        layer = TransformerEncoderLayer()
+        """,
+    ),
+    invalid=(
+        Invalid(
+            """
+            import torch.nn as nn
+            layer = nn.TransformerEncoderLayer(d_model=512, nhead=8, batch_first=True)
+            encoder = nn.TransformerEncoder(layer, num_layers=12)
+            """,
+            at=("2:9-2:75",),
+            fixed="""
+            import torch.nn as nn
+            # Pre-norm: LayerNorm before each sublayer keeps gradients well-scaled at init (Xiong et al., 2020, arXiv:2002.04745)
+            layer = nn.TransformerEncoderLayer(d_model=512, nhead=8, batch_first=True, norm_first=True)
+            encoder = nn.TransformerEncoder(layer, num_layers=12)
+            """,
+        ),
+        Invalid(
+            """
+            from torch.nn import TransformerDecoderLayer
+            layer = TransformerDecoderLayer(
+                d_model=256,
+                nhead=4,
+                norm_first=False,
+            )
+            """,
+            at=("2:9-6:2",),
+            fixed="""
+            from torch.nn import TransformerDecoderLayer
+            # Pre-norm: LayerNorm before each sublayer keeps gradients well-scaled at init (Xiong et al., 2020, arXiv:2002.04745)
+            layer = TransformerDecoderLayer(
+                d_model=256,
+                nhead=4,
+                norm_first=True,
+            )
+            """,
+        ),
+        Invalid(
+            """
+            import torch
+            def encoder(d):
+                return torch.nn.TransformerEncoder(
+                    torch.nn.TransformerEncoderLayer(
+                        d,
+                        8,
+                    ),
+                    num_layers=4,
+                )
+            """,
+            at=("4:9-7:10",),
+            fixed="""
+            import torch
+            def encoder(d):
+                # Pre-norm: LayerNorm before each sublayer keeps gradients well-scaled at init (Xiong et al., 2020, arXiv:2002.04745)
+                return torch.nn.TransformerEncoder(
+                    torch.nn.TransformerEncoderLayer(
+                        d,
+                        8,
+                        norm_first=True,
+                    ),
+                    num_layers=4,
+                )
+            """,
+        ),
+    ),
+)

@@ -1,0 +1,81 @@
+"""One parsed document, shared by every rule, with lazily computed facts."""
+
+from __future__ import annotations
+
+import ast
+from functools import cached_property
+
+from llmarch_lsp.findings import Span
+
+
+class Document:
+    """Source text plus its single `ast` parse. Facts are computed on first use and cached."""
+
+    def __init__(self, source: str, path: str = "<string>", tree: ast.Module | None = None):
+        self.source = source
+        self.path = path
+        self.tree = tree if tree is not None else ast.parse(source, filename=path, type_comments=False)
+
+    @cached_property
+    def lines(self) -> list[str]:
+        return self.source.splitlines()
+
+    def line_text(self, line: int) -> str:
+        """1-based line; empty string past the end."""
+        if 1 <= line <= len(self.lines):
+            return self.lines[line - 1]
+        return ""
+
+    # ast reports columns as UTF-8 byte offsets; everything else here uses characters.
+    def char_column(self, line: int, byte_column: int) -> int:
+        text = self.line_text(line)
+        if text.isascii():
+            return byte_column
+        return len(text.encode("utf-8")[:byte_column].decode("utf-8", errors="ignore"))
+
+    def span_of(self, node: ast.AST) -> Span:
+        line, end_line = node.lineno, node.end_lineno or node.lineno
+        return Span(
+            line,
+            self.char_column(line, node.col_offset),
+            end_line,
+            self.char_column(end_line, node.end_col_offset if node.end_col_offset is not None else node.col_offset),
+        )
+
+    def segment(self, node: ast.AST) -> str:
+        """Exact source text of a node."""
+        return self.text_in(self.span_of(node))
+
+    def text_in(self, span: Span) -> str:
+        if span.line == span.end_line:
+            return self.line_text(span.line)[span.column : span.end_column]
+        parts = [self.line_text(span.line)[span.column :]]
+        parts += [self.line_text(n) for n in range(span.line + 1, span.end_line)]
+        parts.append(self.line_text(span.end_line)[: span.end_column])
+        return "\n".join(parts)
+
+    def indentation_of(self, line: int) -> str:
+        text = self.line_text(line)
+        return text[: len(text) - len(text.lstrip())]
+
+    # ---- shared facts -------------------------------------------------------------
+    @cached_property
+    def index(self):
+        from llmarch_lsp.facts.index import NodeIndex
+
+        return NodeIndex(self.tree)
+
+    @cached_property
+    def imports(self):
+        from llmarch_lsp.facts.imports import ImportTable
+
+        return ImportTable.from_index(self.index)
+
+    @cached_property
+    def modules(self):
+        from llmarch_lsp.facts.modules import ModuleFacts
+
+        return ModuleFacts(self)
+
+    def qualified_name(self, node: ast.AST) -> str | None:
+        return self.imports.qualified_name(node)

@@ -1,0 +1,100 @@
+"""Parse once, run the enabled rules over the shared document, apply suppressions.
+
+The engine knows nothing about terminals or LSP: it returns a `FileReport` of plain data.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from llmarch_lsp.config import Settings
+from llmarch_lsp.document import Document
+from llmarch_lsp.findings import FileReport
+from llmarch_lsp.suppressions import parse_suppressions
+
+
+def mentions_torch(source: str) -> bool:
+    return "torch" in source
+
+
+def analyze_source(
+    source: str,
+    path: str = "<string>",
+    settings: Settings | None = None,
+    *,
+    time_budget: float | None = None,
+) -> FileReport:
+    """Findings for one document. `time_budget` (seconds) stops running further rules once spent."""
+    settings = settings or Settings()
+    report = FileReport(path)
+    if not mentions_torch(source):
+        report.skipped = True
+        return report
+    line_count = source.count("\n") + 1
+    if line_count > settings.max_file_lines:
+        report.error = (
+            f"{line_count:,} lines is over the limit of {settings.max_file_lines:,} "
+            "(`max-file-lines` in [tool.llmarch]); not analyzed"
+        )
+        return report
+    started = time.perf_counter()
+    try:
+        document = Document(source, path)
+    except SyntaxError as error:
+        report.error = _describe_syntax_error(error)
+        return report
+    except (ValueError, RecursionError, MemoryError) as error:  # null bytes, absurd nesting
+        report.error = f"cannot parse: {error}"
+        return report
+
+    rules = settings.rules_for(path)
+    for position, rule in enumerate(rules):
+        if time_budget is not None and time.perf_counter() - started > time_budget:
+            for skipped in rules[position:]:
+                report.rule_failures.append((skipped.code, f"skipped: the {time_budget:g}s analysis budget was spent"))
+            break
+        try:
+            findings = rule.run(document, settings.options_for(rule))
+        except Exception as error:  # one broken rule must not hide the others
+            report.rule_failures.append((rule.code, f"{type(error).__name__}: {error}"))
+            continue
+        override = settings.severity_for(rule)
+        report.findings.extend(finding.with_severity(override) if override else finding for finding in findings)
+
+    suppressions = parse_suppressions(source)
+    report.findings = sorted(
+        (finding for finding in report.findings if not suppressions.silences(finding)),
+        key=lambda finding: (finding.span, finding.code),
+    )
+    return report
+
+
+def read_source(path: Path) -> str:
+    """Text of a file, or OSError / ValueError with a message fit for a user."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ValueError(
+            f"not valid UTF-8 (byte 0x{data[error.start]:02x} on line {line}); save the file as UTF-8"
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
+def analyze_path(path: Path, settings: Settings) -> FileReport:
+    try:
+        source = read_source(path)
+    except OSError as error:
+        return FileReport(str(path), error=f"cannot read: {error.strerror or error}")
+    except ValueError as error:
+        return FileReport(str(path), error=str(error))
+    return analyze_source(source, str(path), settings)
+
+
+def _describe_syntax_error(error: SyntaxError) -> str:
+    where = f"line {error.lineno}" if error.lineno else "unknown line"
+    if error.offset:
+        where += f", column {error.offset}"
+    return f"syntax error at {where}: {error.msg}"

@@ -1,0 +1,45 @@
+"""The bundled bibliography is the project's verified reference table, to the letter."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from llmarch_lsp.analyzers import all_rules
+from llmarch_lsp.citations import bibliography, cite
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "references.toml"
+
+
+@pytest.mark.skipif(not SHARED.is_file(), reason="shared/references.toml is not beside this checkout")
+def test_bundled_copy_matches_shared_references_exactly():
+    bundled = Path(bibliography.__module__.replace(".", "/"))  # noqa: F841 - documents intent
+    from importlib import resources
+
+    ours = tomllib.loads(resources.files("llmarch_lsp.citations").joinpath("bibliography.toml").read_text("utf-8"))
+    theirs = tomllib.loads(SHARED.read_text("utf-8"))
+    for key, entry in ours.items():
+        assert key in theirs, key
+        for field in ("title", "authors", "year", "venue", "arxiv", "verified"):
+            assert entry.get(field) == theirs[key].get(field), (key, field)
+
+
+def test_every_cited_key_exists_and_is_verified():
+    for rule in all_rules():
+        for key in rule.citation_keys:
+            assert cite(key).verified
+
+
+def test_rendering_uses_exact_fields():
+    vaswani = cite("vaswani2017attention")
+    assert vaswani.inline() == "Vaswani et al., 2017, arXiv:1706.03762"
+    assert vaswani.link == "https://arxiv.org/abs/1706.03762"
+    assert "Attention Is All You Need" in vaswani.full()
+    assert cite("loshchilov2019adamw").short() == "Loshchilov and Hutter, 2019"
+
+
+def test_unknown_key_is_refused():
+    with pytest.raises(KeyError):
+        cite("nobody2099imaginary")

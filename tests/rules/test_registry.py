@@ -1,0 +1,69 @@
+"""Every rule is registered, documented in the agreed shape, and cites verified papers."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from llmarch_lsp.analyzers import RULE_MODULES, all_rules
+from llmarch_lsp.analyzers.rule import DOC_SECTIONS
+from llmarch_lsp.citations import bibliography
+from llmarch_lsp.findings import Confidence, Severity
+
+# The contract other tools depend on: these codes keep these names.
+FIXED_CODES = {
+    "LLM101": "unscaled-attention",
+    "LLM201": "post-norm-residual",
+    "LLM203": "transformer-layer-post-norm",
+    "LLM301": "missing-lr-warmup",
+}
+
+
+def test_fixed_codes_keep_their_names():
+    registered = {rule.code: rule.name for rule in all_rules()}
+    for code, name in FIXED_CODES.items():
+        assert registered.get(code) == name
+
+
+def test_every_module_is_registered_once():
+    codes = [rule.code for rule in all_rules()]
+    assert len(codes) == len(set(codes)) == len(RULE_MODULES)
+    names = [rule.name for rule in all_rules()]
+    assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize("rule", all_rules(), ids=lambda rule: rule.code)
+def test_rule_metadata_is_complete(rule):
+    assert re.fullmatch(r"LLM[1-8]\d\d", rule.code)
+    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", rule.name)
+    assert isinstance(rule.severity, Severity) and isinstance(rule.confidence, Confidence)
+    assert rule.summary and not rule.summary.endswith(".")
+    assert (rule.fix_title is None) == (rule.fix_safety is None)
+    assert rule.fix_safety in (None, "safe", "unsafe")
+
+
+@pytest.mark.parametrize("rule", all_rules(), ids=lambda rule: rule.code)
+def test_rule_docs_have_every_section_in_order(rule):
+    sections = rule.sections
+    assert list(sections) == list(DOC_SECTIONS)
+    for title, body in sections.items():
+        assert len(body) > 40, f"{rule.code}: section {title!r} is too thin"
+
+
+@pytest.mark.parametrize("rule", all_rules(), ids=lambda rule: rule.code)
+def test_rule_cites_verified_papers_that_its_docs_name(rule):
+    assert rule.citation_keys
+    literature = rule.sections["Literature"]
+    for key in rule.citation_keys:
+        citation = bibliography()[key]
+        assert citation.verified
+        assert citation.first_author_surname in literature, f"{rule.code} cites {key} but its Literature omits it"
+
+
+def test_module_file_names_match_rule_code_and_name():
+    import importlib
+
+    for module_name in RULE_MODULES:
+        rule = importlib.import_module(f"llmarch_lsp.analyzers.{module_name}").RULE
+        assert module_name == f"{rule.code.lower()}_{rule.name.replace('-', '_')}"
