@@ -128,8 +128,8 @@ def _enclosing_repository_folders(root: Path) -> list[Path]:
 
 
 def _walk(folder: Path, inherited: list[IgnorePattern], seen: set[Path]) -> Iterator[Path]:
-    patterns = inherited + parse_gitignore(folder)
     resolved_folder = folder.resolve()
+    patterns = inherited + parse_gitignore(resolved_folder)
     try:
         entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
     except OSError:

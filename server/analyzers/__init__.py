@@ -42,4 +42,7 @@ def matches(rule: Rule, selector: str) -> bool:
 
 
 def is_known_selector(selector: str) -> bool:
-    return any(matches(rule, selector) for rule in all_rules()) or selector.upper() in ("ALL", "LLM")
+    """A rule's code or name, a prefix of one, `ALL`, or a family (`LLM1` ... `LLM8`)."""
+    if re.fullmatch(r"LLM[1-8]?", selector.strip().upper()) or selector.strip().upper() == "ALL":
+        return True
+    return any(matches(rule, selector) for rule in all_rules())
