@@ -119,7 +119,8 @@ def _offset(source: str, line_starts: list[int], line: int, column: int) -> int:
     if not 1 <= line <= len(line_starts):
         raise FixError(f"line {line} is outside the document")
     offset = line_starts[line - 1] + column
-    if offset > len(source):
+    line_end = line_starts[line] if line < len(line_starts) else len(source)
+    if column < 0 or offset > line_end or offset > len(source):
         raise FixError(f"column {column} is outside line {line}")
     return offset
 

@@ -1,0 +1,97 @@
+"""Fix data becomes text edits at the edge: minimal, non-overlapping, and never unparsable."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmarch_lsp.findings import Span
+from llmarch_lsp.fixes.apply import FixError, apply_fixes, fix_edits, text_edits
+from llmarch_lsp.fixes.model import SAFE, UNSAFE, AddImport, CommentAbove, Fix, Replace
+
+SOURCE = "import torch\n\n\ndef f(q, k):\n    att = q @ k  # (B, T, T)\n    return att\n"
+
+
+def _apply(text: str, edits) -> str:
+    lines = text.splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    for edit in sorted(edits, key=lambda e: (e.span.line, e.span.column), reverse=True):
+        start = starts[edit.span.line - 1] + edit.span.column
+        end = starts[edit.span.end_line - 1] + edit.span.end_column
+        text = text[:start] + edit.new_text + text[end:]
+    return text
+
+
+def test_replacement_comment_and_import_compose():
+    fix = Fix(
+        "Scale",
+        UNSAFE,
+        replacements=(Replace(Span(5, 10, 5, 15), "q @ k * (1.0 / math.sqrt(k.size(-1)))"),),
+        comments=(CommentAbove(5, "why (Vaswani et al., 2017, arXiv:1706.03762)"),),
+        imports=(AddImport("math"),),
+    )
+    fixed = apply_fixes(SOURCE, [fix]).text
+    # libcst's AddImportsVisitor places a new import after the file's existing ones.
+    assert fixed.splitlines() == [
+        "import torch",
+        "import math",
+        "",
+        "",
+        "def f(q, k):",
+        "    # why (Vaswani et al., 2017, arXiv:1706.03762)",
+        "    att = q @ k * (1.0 / math.sqrt(k.size(-1)))  # (B, T, T)",
+        "    return att",
+    ]
+
+
+def test_existing_import_is_not_duplicated():
+    source = "import math\n" + SOURCE
+    fix = Fix("x", SAFE, imports=(AddImport("math"),))
+    assert apply_fixes(source, [fix]).text == source
+
+
+def test_overlapping_fix_is_skipped_not_merged():
+    first = Fix("a", SAFE, replacements=(Replace(Span(5, 10, 5, 15), "k @ q"),))
+    second = Fix("b", SAFE, replacements=(Replace(Span(5, 14, 5, 15), "v"),))
+    result = apply_fixes(SOURCE, [first, second])
+    assert result.applied == (first,) and result.skipped == (second,)
+    assert "att = k @ q" in result.text
+
+
+def test_result_that_does_not_parse_is_refused():
+    with pytest.raises(FixError, match="would not parse"):
+        apply_fixes(SOURCE, [Fix("bad", SAFE, replacements=(Replace(Span(5, 10, 5, 15), "q @"),))])
+
+
+def test_stale_positions_are_refused():
+    with pytest.raises(FixError):
+        apply_fixes(SOURCE, [Fix("stale", SAFE, replacements=(Replace(Span(40, 0, 40, 1), "x"),))])
+
+
+@pytest.mark.parametrize(
+    "new",
+    [
+        SOURCE.replace("q @ k", "q @ k * 2"),
+        "import math\n" + SOURCE,
+        SOURCE.replace("    return att\n", ""),
+        SOURCE + "print(1)",
+        SOURCE.rstrip("\n"),
+        "",
+    ],
+)
+def test_text_edits_reproduce_the_new_text(new):
+    assert _apply(SOURCE, text_edits(SOURCE, new)) == new
+
+
+def test_text_edits_are_minimal_within_a_line():
+    (edit,) = text_edits(SOURCE, SOURCE.replace("q @ k", "q @ k * 2"))
+    assert edit.span.line == edit.span.end_line == 5
+    assert edit.span.column == edit.span.end_column  # a pure insertion of the four new characters
+    assert len(edit.new_text) == 4
+
+
+def test_fix_edits_touch_only_what_changed():
+    fix = Fix("c", SAFE, comments=(CommentAbove(5, "note"),))
+    (edit,) = fix_edits(SOURCE, fix)
+    assert edit.span == Span(5, 0, 5, 0) and edit.new_text == "    # note\n"
