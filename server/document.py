@@ -77,5 +77,11 @@ class Document:
 
         return ModuleFacts(self)
 
+    @cached_property
+    def residuals(self):
+        from llmarch_lsp.facts.residuals import ResidualFacts
+
+        return ResidualFacts(self)
+
     def qualified_name(self, node: ast.AST) -> str | None:
         return self.imports.qualified_name(node)

@@ -1,0 +1,405 @@
+"""A hand-written block normalizes *after* the residual add (Post-LN): `x = norm(x + f(x))`.
+
+## Problem
+The block's `forward` adds a sublayer's output to the residual stream and then normalizes the sum,
+`x = self.ln(x + self.attn(x))`: the Post-LN arrangement of the original Transformer. Every path from
+the loss back to an early layer then runs through a LayerNorm (or RMSNorm) per sublayer, so there
+is no clean identity path, and the stack is hard to optimize once it gets deep.
+
+## Diagnosis
+Inside the `forward` of an `nn.Module`, a LayerNorm/RMSNorm (`nn.LayerNorm`, `nn.RMSNorm`, any class
+whose name ends in `Norm` such as `LlamaRMSNorm` or apex's `FusedLayerNorm`, or
+`F.layer_norm` / `F.rms_norm`) is applied to a sum `stream + branch` where `branch` is computed from
+that same `stream` value by a sublayer call (`self.attn(x)`, `layer(x)`), with no norm on the way
+into the sublayer. The sum may be written inline or bound to a temporary first
+(`y = x + self.ff(x); x = self.norm(y)`) as long as nothing else reads it. Norms are recognised by
+the class that built the attribute; attribute names (`ln_1`, `norm1`, `LayerNorm`) decide only when
+that class is unknown. When the file stacks the block with a literal depth
+(`nn.ModuleList([Block(...) for _ in range(n_layer)])` with `n_layer=12`), the depth is reported too.
+
+## Hypothesis
+With Post-LN the expected gradient of the parameters near the output is large at initialisation
+and the effective update grows with depth, so Adam's first steps are too big: without a long
+learning-rate warmup the loss spikes, attention logits blow up and training diverges or settles
+at a poor loss. Each layer also depends heavily on its residual branch, so small parameter changes
+are amplified through the stack. Pre-LN (`x = x + f(norm(x))`) keeps an un-normalized identity path
+from the loss to every layer and has well-scaled gradients at initialisation.
+
+## Literature
+- Xiong et al. (2020, "On Layer Normalization in the Transformer Architecture") show with mean-field
+  analysis that Post-LN has large expected gradients near the output at initialisation, which is
+  why it needs warmup, while Pre-LN trains without it.
+- Liu et al. (2020, "Understanding the Difficulty of Training Transformers") attribute Post-LN
+  failures to each layer's heavy dependence on its residual branch (amplified output changes) and
+  propose Admin initialisation as a fix that keeps Post-LN.
+- Wang et al. (2019, "Learning Deep Transformer Models for Machine Translation") show that Pre-LN is
+  what makes 30-layer encoders trainable where Post-LN diverges.
+- Nguyen and Salazar (2019, "Transformers without Tears") find Pre-LN with scaled initialisation
+  converges faster and trains without warmup in low-resource translation.
+- Radford et al. (2019, GPT-2) move LayerNorm to the input of each sub-block and add a final LayerNorm
+  after the last block, the recipe most language models have used since.
+- Wang et al. (2022, "DeepNet") keep Post-LN but up-weight the residual (`norm(x * alpha + f(x))`) and
+  down-scale the initialisation, training 1,000-layer models stably.
+
+## Recommendation
+Normalize the sublayer's input instead of the sum: `x = x + self.attn(self.ln_1(x))`. A Pre-LN stack's
+output is not normalized, so add one final norm before the output head (GPT-2's `ln_f`). If you
+want to keep Post-LN for its final quality, use DeepNorm residual scaling or Admin initialisation
+and a warmup of a few thousand steps instead.
+
+## Expected outcome
+Training loss that falls smoothly from the first steps without a long warmup, no early loss spikes
+or divergence, and tolerance of higher peak learning rates; gradient norms per layer stay flat
+across depth. The benefit grows with depth (beyond about six layers). Final validation loss or
+perplexity is usually on par; a Post-LN model that trains at all can be slightly better.
+
+## Implementation
+Before:
+
+    def forward(self, x):
+        x = self.ln_1(x + self.attn(x))
+        x = self.ln_2(x + self.mlp(x))
+        return x
+
+After:
+
+    def forward(self, x):
+        # Pre-norm: normalize the sublayer's input and keep the residual path an identity (Xiong et al., 2020, arXiv:2002.04745)
+        x = x + self.attn(self.ln_1(x))
+        # Pre-norm: normalize the sublayer's input and keep the residual path an identity (Xiong et al., 2020, arXiv:2002.04745)
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+    # and in the model, after the last block:
+    x = self.ln_f(x)
+    logits = self.lm_head(x)
+
+The quick fix rewrites only the direct form `x = norm(x + f(x, ...))`; it cannot add the final norm.
+
+## Caveats
+No extra compute or memory: the same norms run in a different place (plus one final norm). The fix
+changes the network's function, so a checkpoint trained post-norm means something else in the
+rewritten model (the fix is unsafe), and the model needs a final norm before the head. The
+evidence is strong and replicated (theory plus most large-scale recipes), but Post-LN is not
+wrong: for shallow stacks (six layers or fewer, option `shallow-depth`) trained with warmup, such as
+the original base Transformer and BERT-base, it is well established and often reaches slightly
+better final quality, so the finding is then only a hint. Deep Post-LN can be made stable with
+DeepNorm or Admin instead of switching; scaled residuals like `norm(x * alpha + f(x))` are not
+reported. Not reported either, by design: a norm whose input is a residual sum split across modules,
+as in HF BERT's `BertSelfOutput` (`self.LayerNorm(hidden_states + input_tensor)`), where the stream
+and the sublayer output arrive as two parameters and nothing in that forward shows one is computed
+from the other (BERT is Post-LN, but the same shape also joins unrelated tensors); sums whose
+stream is itself an earlier residual sum (a block-final norm as in Conformer); and a norm of a sum
+whose sublayer already saw a normalized input (sandwich and "double" norms).
+
+## Next steps
+Watch the loss curve over the first few thousand steps, the gradient norm per layer (flat across
+depth with Pre-LN, largest near the output with Post-LN), the largest attention logit, and how much
+warmup the run still needs; confirm a final norm sits before the output head.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from llmarch_lsp.analyzers.rule import Invalid, Option, Rule, RuleContext
+from llmarch_lsp.document import Document
+from llmarch_lsp.facts.residuals import NormalizedResidualSum, added_terms
+from llmarch_lsp.findings import Confidence, Related, Severity
+from llmarch_lsp.fixes.builders import cited_comment
+from llmarch_lsp.fixes.model import UNSAFE, Fix, Replace
+
+FIX_TITLE = "Move the norm before the sublayer (pre-norm)"
+
+RULE_DOCS = __doc__
+
+_MESSAGE_ADD_LENGTH = 60
+
+
+def check(document: Document, context: RuleContext, rule: Rule):
+    if not document.imports.imports_module("torch"):
+        return
+    residuals = document.residuals
+    for module in document.modules.classes:
+        if module.forward is None:
+            continue
+        sums = residuals.normalized_residual_sums(module)
+        if not sums:
+            continue
+        depth = residuals.stack_depth(module.name)
+        shallow = depth is not None and depth <= context.options["shallow-depth"]
+        for found in sums:
+            related = ()
+            if found.via_temporary:
+                related = (Related(document.span_of(found.add), "the residual sum that is normalized"),)
+            yield rule.finding(
+                document,
+                found.norm_call,
+                _message(document, found, depth),
+                severity=Severity.HINT if shallow else None,
+                related=related,
+                fix=_fix(document, found),
+            )
+
+
+def _message(document: Document, found: NormalizedResidualSum, depth: int | None) -> str:
+    add = " ".join(document.segment(found.add).split())
+    if len(add) > _MESSAGE_ADD_LENGTH:
+        add = add[: _MESSAGE_ADD_LENGTH - 1] + "…"
+    stack = f" in a {depth}-layer stack" if depth is not None else ""
+    return (
+        f"post-norm residual{stack}: `{found.norm_label}` normalizes after the add `{add}`; Post-LN has "
+        "large gradients near the output at init, so deep stacks need warmup and can diverge (Xiong et al., 2020)"
+    )
+
+
+def _fix(document: Document, found: NormalizedResidualSum) -> Fix | None:
+    """Only `x = norm(x + f(x, ...))` on one line: the sublayer's first argument is the stream itself."""
+    norm_call, add, stream, branch = found.norm_call, found.add, found.stream, found.branch
+    if found.via_temporary or len(norm_call.args) != 1 or norm_call.keywords or norm_call.args[0] is not add:
+        return None
+    statement = document.index.parent(norm_call)
+    if not (
+        isinstance(statement, ast.Assign)
+        and statement.value is norm_call
+        and len(statement.targets) == 1
+        and isinstance(statement.targets[0], ast.Name)
+        and statement.targets[0].id == stream.id
+    ):
+        return None
+    if len(added_terms(add)) != 2 or not isinstance(branch, ast.Call) or not branch.args:
+        return None
+    first_argument = branch.args[0]
+    if not isinstance(first_argument, ast.Name) or first_argument.id != stream.id:
+        return None
+    if norm_call.lineno != norm_call.end_lineno:
+        return None
+    add_span, argument_span = document.span_of(add), document.span_of(first_argument)
+    add_text = document.segment(add)
+    normalized_stream = f"{document.segment(norm_call.func)}({stream.id})"
+    start, end = argument_span.column - add_span.column, argument_span.end_column - add_span.column
+    return Fix(
+        title=FIX_TITLE,
+        applicability=UNSAFE,
+        replacements=(Replace(document.span_of(norm_call), add_text[:start] + normalized_stream + add_text[end:]),),
+        comments=(
+            cited_comment(
+                statement.lineno,
+                "Pre-norm: normalize the sublayer's input and keep the residual path an identity",
+                "xiong2020layer",
+            ),
+        ),
+    )
+
+
+RULE = Rule(
+    code="LLM201",
+    name="post-norm-residual",
+    summary="A block's forward normalizes after the residual add (Post-LN: norm(x + f(x)))",
+    severity=Severity.WARNING,
+    confidence=Confidence.MEDIUM,
+    citation_keys=(
+        "xiong2020layer",
+        "liu2020admin",
+        "wang2019learning",
+        "nguyen2019transformers",
+        "radford2019gpt2",
+        "wang2022deepnet",
+    ),
+    check=check,
+    docs=RULE_DOCS,
+    tags=("normalization", "residual", "stability"),
+    fix_title=FIX_TITLE,
+    fix_safety=UNSAFE,
+    options={"shallow-depth": Option(6, "stacks this deep or shallower get a hint instead of a warning")},
+    valid=(
+        # nanoGPT-style Pre-LN block and a final norm with no residual.
+        """
+        import torch.nn as nn
+        class Block(nn.Module):
+            def __init__(self, d):
+                super().__init__()
+                self.ln_1 = nn.LayerNorm(d)
+                self.attn = Attention(d)
+                self.ln_2 = nn.LayerNorm(d)
+                self.mlp = MLP(d)
+            def forward(self, x):
+                x = x + self.attn(self.ln_1(x))
+                x = x + self.mlp(self.ln_2(x))
+                return x
+        class GPT(nn.Module):
+            def __init__(self, d):
+                super().__init__()
+                self.blocks = nn.ModuleList([Block(d) for _ in range(12)])
+                self.ln_f = nn.LayerNorm(d)
+            def forward(self, x):
+                for block in self.blocks:
+                    x = block(x)
+                return self.ln_f(x)
+        """,
+        # HF Llama-style: the un-normalized sum is kept as the next residual.
+        """
+        from torch import nn
+        class DecoderLayer(nn.Module):
+            def forward(self, hidden_states, attention_mask=None):
+                residual = hidden_states
+                hidden_states = self.input_layernorm(hidden_states)
+                hidden_states, _ = self.self_attn(hidden_states, attention_mask)
+                hidden_states = residual + hidden_states
+                residual = hidden_states
+                hidden_states = self.post_attention_layernorm(hidden_states)
+                hidden_states = self.mlp(hidden_states)
+                hidden_states = residual + hidden_states
+                return hidden_states
+        """,
+        # Gemma 2 / CogView sandwich norm: the branch is normalized, the stream is not.
+        """
+        import torch.nn as nn
+        class SandwichBlock(nn.Module):
+            def __init__(self, d):
+                super().__init__()
+                self.pre_norm = nn.RMSNorm(d)
+                self.post_norm = nn.RMSNorm(d)
+                self.f = FeedForward(d)
+            def forward(self, x):
+                return x + self.post_norm(self.f(self.pre_norm(x)))
+        """,
+        # DeepNorm: an up-weighted residual is the intended fix for deep Post-LN.
+        """
+        import torch.nn as nn
+        class DeepNormBlock(nn.Module):
+            def __init__(self, d, alpha):
+                super().__init__()
+                self.alpha = alpha
+                self.attn = Attention(d)
+                self.norm = nn.LayerNorm(d)
+            def forward(self, x):
+                return self.norm(x * self.alpha + self.attn(x))
+        """,
+        # Embedding sum: neither operand is computed from the other by a sublayer.
+        """
+        import torch
+        import torch.nn as nn
+        class Embeddings(nn.Module):
+            def __init__(self, vocab, length, d):
+                super().__init__()
+                self.tok = nn.Embedding(vocab, d)
+                self.pos = nn.Embedding(length, d)
+                self.norm = nn.LayerNorm(d)
+            def forward(self, idx):
+                tok = self.tok(idx)
+                pos = self.pos(torch.arange(idx.size(1), device=idx.device))
+                return self.norm(tok + pos)
+        """,
+        # timm ViT: LayerScale and drop-path around a pre-norm branch.
+        """
+        from torch import nn
+        class Block(nn.Module):
+            def __init__(self, dim, norm_layer=nn.LayerNorm):
+                super().__init__()
+                self.norm1 = norm_layer(dim)
+                self.attn = Attention(dim)
+                self.ls1 = LayerScale(dim)
+                self.drop_path1 = DropPath(0.1)
+            def forward(self, x):
+                x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x))))
+                return x
+        """,
+        # HF BERT's output sublayer: stream and sublayer output arrive as separate parameters (see Caveats).
+        """
+        from torch import nn
+        class SelfOutput(nn.Module):
+            def __init__(self, d):
+                super().__init__()
+                self.dense = nn.Linear(d, d)
+                self.LayerNorm = nn.LayerNorm(d)
+            def forward(self, hidden_states, input_tensor):
+                hidden_states = self.dense(hidden_states)
+                return self.LayerNorm(hidden_states + input_tensor)
+        """,
+    ),
+    invalid=(
+        Invalid(
+            """
+            import torch.nn as nn
+            class Block(nn.Module):
+                def __init__(self, d):
+                    super().__init__()
+                    self.attn = Attention(d)
+                    self.ln_1 = nn.LayerNorm(d)
+                    self.mlp = MLP(d)
+                    self.ln_2 = nn.LayerNorm(d)
+                def forward(self, x):
+                    x = self.ln_1(x + self.attn(x))
+                    x = self.ln_2(self.mlp(x) + x)
+                    return x
+            class GPT(nn.Module):
+                def __init__(self, d, n_layer=12):
+                    super().__init__()
+                    self.blocks = nn.ModuleList([Block(d) for _ in range(n_layer)])
+            """,
+            at=("10:13-10:40", "11:13-11:39"),
+            fixed="""
+            import torch.nn as nn
+            class Block(nn.Module):
+                def __init__(self, d):
+                    super().__init__()
+                    self.attn = Attention(d)
+                    self.ln_1 = nn.LayerNorm(d)
+                    self.mlp = MLP(d)
+                    self.ln_2 = nn.LayerNorm(d)
+                def forward(self, x):
+                    # Pre-norm: normalize the sublayer's input and keep the residual path an identity (Xiong et al., 2020, arXiv:2002.04745)
+                    x = x + self.attn(self.ln_1(x))
+                    # Pre-norm: normalize the sublayer's input and keep the residual path an identity (Xiong et al., 2020, arXiv:2002.04745)
+                    x = self.mlp(self.ln_2(x)) + x
+                    return x
+            class GPT(nn.Module):
+                def __init__(self, d, n_layer=12):
+                    super().__init__()
+                    self.blocks = nn.ModuleList([Block(d) for _ in range(n_layer)])
+            """,
+        ),
+        # The original Transformer's encoder layer, with the sums bound to temporaries first.
+        Invalid(
+            """
+            import torch.nn as nn
+            class EncoderLayer(nn.Module):
+                def __init__(self, d, heads):
+                    super().__init__()
+                    self.self_attn = nn.MultiheadAttention(d, heads)
+                    self.ff = nn.Sequential(nn.Linear(d, 4 * d), nn.ReLU(), nn.Linear(4 * d, d))
+                    self.norm1 = nn.LayerNorm(d)
+                    self.norm2 = nn.LayerNorm(d)
+                    self.dropout = nn.Dropout(0.1)
+                def forward(self, x, mask=None):
+                    attended, _ = self.self_attn(x, x, x, attn_mask=mask)
+                    x = self.norm1(x + self.dropout(attended))
+                    y = x + self.dropout(self.ff(x))
+                    x = self.norm2(y)
+                    return x
+            """,
+            at=("12:13-12:51", "14:13-14:26"),
+        ),
+        # Functional norm and an RMSNorm subclass, written as `return norm(sum)`.
+        Invalid(
+            """
+            import torch
+            import torch.nn.functional as F
+            class LlamaRMSNorm(torch.nn.Module):
+                pass
+            class Layer(torch.nn.Module):
+                def __init__(self, d):
+                    super().__init__()
+                    self.attention = Attention(d)
+                    self.feed_forward = FeedForward(d)
+                    self.ffn_norm = LlamaRMSNorm(d)
+                def forward(self, h):
+                    h = F.layer_norm(h + self.attention(h), h.shape[-1:])
+                    out = self.feed_forward(h)
+                    return self.ffn_norm(h + out)
+            """,
+            at=("12:13-12:62", "14:16-14:38"),
+        ),
+    ),
+)
