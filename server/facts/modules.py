@@ -27,6 +27,7 @@ class ModuleFacts:
 
     @cached_property
     def classes(self) -> list[ModuleClass]:
+        submodules = self._submodules_by_class()
         found = []
         for class_node in self._document.index.classes:
             if not self._looks_like_module(class_node):
@@ -39,7 +40,7 @@ class ModuleFacts:
                 ),
                 None,
             )
-            found.append(ModuleClass(class_node, forward, self._submodules(class_node)))
+            found.append(ModuleClass(class_node, forward, submodules.get(class_node, {})))
         return found
 
     @cached_property
@@ -72,20 +73,24 @@ class ModuleFacts:
             for statement in class_node.body
         )
 
-    @staticmethod
-    def _submodules(class_node: ast.ClassDef) -> dict[str, ast.Call]:
-        found: dict[str, ast.Call] = {}
-        for method in class_node.body:
-            if not isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):
+    def _submodules_by_class(self) -> dict[ast.ClassDef, dict[str, ast.Call]]:
+        """`self.<attr> = <call>` in any method, grouped by class, from the shared index."""
+        index = self._document.index
+        found: dict[ast.ClassDef, dict[str, ast.Call]] = {}
+        for assignment in index.nodes(ast.Assign, ast.AnnAssign):
+            if not isinstance(assignment.value, ast.Call):
                 continue
-            for node in ast.walk(method):
-                if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
-                    for target in node.targets:
-                        if _is_self_attribute(target):
-                            found.setdefault(target.attr, node.value)
-                elif isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Call):
-                    if _is_self_attribute(node.target):
-                        found.setdefault(node.target.attr, node.value)
+            targets = assignment.targets if isinstance(assignment, ast.Assign) else [assignment.target]
+            attributes = [target.attr for target in targets if _is_self_attribute(target)]
+            if not attributes:
+                continue
+            method = index.enclosing(assignment, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+            owner = index.parent(method) if isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+            if not isinstance(owner, ast.ClassDef):
+                continue
+            per_class = found.setdefault(owner, {})
+            for attribute in attributes:
+                per_class.setdefault(attribute, assignment.value)
         return found
 
 
