@@ -1,0 +1,370 @@
+"""Attention scores `q @ kᵀ` fed to a softmax without the 1/sqrt(d_head) scale.
+
+## Problem
+Dot-product attention multiplies queries by keys and normalises the result with a softmax. Written
+by hand (`att = q @ k.transpose(-2, -1)` then `F.softmax(att, dim=-1)`), the 1/sqrt(d_head) factor
+of scaled dot-product attention is easy to drop, and nothing fails: the model trains, just worse,
+and less stably as the head dimension, learning rate or model size grows.
+
+## Diagnosis
+Inside one function, a query-key product (`q @ k.transpose(-2, -1)`, `torch.matmul(q, kᵀ)`,
+`torch.bmm`, `q.matmul(kᵀ)`, `torch.baddbmm` without `alpha`, or a `torch.einsum` that contracts
+the head axis of two operands) reaches a softmax (`F.softmax`, `torch.softmax`, `x.softmax(...)`,
+`log_softmax`, an `nn.Softmax` submodule) through assignments that only mask, add a bias, apply
+dropout or change dtype or shape; and no multiplication or division touches the scores, the query
+or the key on the way (`* self.scale`, `/ math.sqrt(d)`, `q *= self.scaling`, `.div_()`, a
+temperature, `F.normalize` for cosine attention, a scale passed in by the caller). The products must
+look like attention: operands named like queries and keys, or an attention function, class or
+variable; `x @ self.weight.T` is a linear layer and is never flagged. When the data flow runs
+through something the check cannot see into (a helper call, a function parameter), it stays silent.
+
+## Hypothesis
+If the components of q and k have unit variance, q·k has variance d_head, so logits have standard
+deviation sqrt(d_head): 8 for a 64-dimensional head, 11 for 128. A softmax over logits that large
+is close to one-hot, so its Jacobian is close to zero: most positions receive almost no gradient,
+attention locks onto a few keys early, and training becomes sensitive to the learning rate. As
+training proceeds and the query/key weights grow, the logits grow further, and the same mechanism
+drives the attention-entropy collapse and loss spikes reported in large runs.
+
+## Literature
+- Vaswani et al. (2017, "Attention Is All You Need", §3.2.1) introduce the 1/sqrt(d_k) factor:
+  for large d_k, unscaled dot products push the softmax into regions with extremely small gradients.
+- Dehghani et al. (2023, ViT-22B) trace divergence at scale to attention logits growing without
+  bound, giving near one-hot attention; they normalise queries and keys (QK-norm) to keep them small.
+- Wortsman et al. (2023) reproduce this attention-logit-growth instability in small models at high
+  learning rates and show that QK-layernorm removes it.
+- Zhai et al. (2023) link training instability to attention entropy collapse, caused by growing
+  logits, and bound the logits with σReparam.
+- Henry et al. (2020, QKNorm) replace the fixed 1/sqrt(d) by L2-normalised q, k and a learned scale:
+  a different, legitimate way to bound the logits.
+- Yang et al. (2022, μP / Tensor Programs V) scale attention by 1/d instead of 1/sqrt(d) so that
+  hyperparameters transfer across widths; either factor counts as scaled here.
+- Dao et al. (2022, FlashAttention) motivate fused attention kernels; PyTorch's
+  `F.scaled_dot_product_attention`, which dispatches to them, applies 1/sqrt(d) by default.
+
+## Recommendation
+Multiply the scores by `1.0 / math.sqrt(d_head)` before masking and softmax, the way nanoGPT does:
+`att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))`. Better still, when you do not
+need the attention matrix itself, call `F.scaled_dot_product_attention(q, k, v, is_causal=True)`:
+it scales by default and uses the memory-efficient kernels.
+
+## Expected outcome
+Lower validation loss / perplexity for the same number of steps, and a wider range of stable
+learning rates; higher attention entropy early in training, fewer loss spikes, and a maximum
+attention logit that stays bounded instead of growing with training. The gain grows with head
+dimension: small for d_head = 16, large at 64-128.
+
+## Implementation
+Before:
+
+    att = q @ k.transpose(-2, -1)  # (B, nh, T, T)
+    att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
+    att = F.softmax(att, dim=-1)
+
+After:
+
+    # Scale logits by 1/sqrt(d_head) so their variance stays ~1 and softmax does not saturate (Vaswani et al., 2017, arXiv:1706.03762)
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, T, T)
+    att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
+    att = F.softmax(att, dim=-1)
+
+## Caveats
+One elementwise multiply over the T×T scores: negligible compute and no extra memory (fold it into
+q to scale T×d instead). The result is one of the best-established facts about transformers, used by
+essentially every reference implementation. The fix changes the model's function, so it is marked
+unsafe: a checkpoint trained without the factor (GPT-Neo, and T5, which folds the factor into its
+query initialisation instead) must keep it off to load correctly; silence those lines with
+`# llmarch: ignore[LLM101]`. Alternatives that also bound the logits are fine and not flagged: μP's
+1/d, a learned temperature or logit scale, cosine attention with QK-norm. QK-norm with LayerNorm or
+RMSNorm alone does not replace the factor (normalised vectors still have dot products of size d).
+
+## Next steps
+Log the maximum pre-softmax attention logit and the mean attention entropy per layer; watch the
+first few thousand steps for loss spikes and for entropy falling towards zero in any head. If
+logits still grow late in training, add QK-norm (Dehghani et al., 2023) or lower the learning rate
+of the query/key projections.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+
+from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
+from llmarch_lsp.document import Document
+from llmarch_lsp.facts.attention import ScoreProduct, attention_sites
+from llmarch_lsp.findings import Confidence, Related, Severity
+from llmarch_lsp.fixes.builders import cited_comment
+from llmarch_lsp.fixes.model import UNSAFE, AddImport, Fix, Replace
+
+FIX_TITLE = "Scale scores by 1/sqrt(d)"
+_FIX_REASON = "Scale logits by 1/sqrt(d_head) so their variance stays ~1 and softmax does not saturate"
+_MESSAGE_EXPRESSION_LIMIT = 60
+
+RULE_DOCS = __doc__
+
+
+def check(document: Document, context: RuleContext, rule: Rule):
+    unscaled: dict[int, tuple[ScoreProduct, ast.Call]] = {}
+    for site in attention_sites(document):
+        if site.scaling is None:
+            for product in site.scores:
+                unscaled.setdefault(id(product.node), (product, site.softmax))
+    # `q @ kᵀ + q @ rᵀ` (content + position terms): scaling one term alone would be wrong, so
+    # products that share a statement get no automatic fix.
+    per_statement = Counter(id(document.index.enclosing_statement(product.node)) for product, _ in unscaled.values())
+    for product, softmax in sorted(unscaled.values(), key=lambda pair: document.span_of(pair[0].node)):
+        shared = per_statement[id(document.index.enclosing_statement(product.node))] > 1
+        yield rule.finding(
+            document,
+            product.node,
+            _message(document, product),
+            related=(Related(document.span_of(softmax), "softmax taken here"),),
+            fix=None if shared else _fix(document, product),
+        )
+
+
+def _message(document: Document, product: ScoreProduct) -> str:
+    expression = " ".join(document.segment(product.node).split())
+    if len(expression) > _MESSAGE_EXPRESSION_LIMIT:
+        expression = expression[: _MESSAGE_EXPRESSION_LIMIT - 1] + "…"
+    return (
+        f"attention scores `{expression}` reach softmax unscaled; logits grow with head dim and saturate "
+        "the softmax (Vaswani et al., 2017)"
+    )
+
+
+def _fix(document: Document, product: ScoreProduct) -> Fix | None:
+    head_dimension = _head_dimension(document, product)
+    if head_dimension is None:
+        return None
+    sqrt = document.imports.local_name_for("math.sqrt")
+    imports = () if sqrt else (AddImport("math"),)
+    scores = document.segment(product.node)
+    if isinstance(product.node, ast.BinOp):  # `(q @ kᵀ) * c` reads better than `q @ kᵀ * c`
+        scores = f"({scores})"
+    scaled = f"{scores} * (1.0 / {sqrt or 'math.sqrt'}({head_dimension}))"
+    if _binds_tighter_than_product(document, product.node):
+        scaled = f"({scaled})"
+    statement = document.index.enclosing_statement(product.node)
+    return Fix(
+        title=FIX_TITLE,
+        applicability=UNSAFE,
+        replacements=(Replace(document.span_of(product.node), scaled),),
+        comments=(cited_comment(statement.lineno, _FIX_REASON, "vaswani2017attention"),),
+        imports=imports,
+    )
+
+
+def _head_dimension(document: Document, product: ScoreProduct) -> str | None:
+    """`k.size(-1)`: the head dimension, read from an operand that is cheap to repeat."""
+    for operand, axis in ((product.key_base, product.key_head_axis), (product.query, product.query_head_axis)):
+        if axis is not None and _is_plain_reference(operand):
+            return f"{document.segment(operand)}.size({axis})"
+    return None
+
+
+def _is_plain_reference(node: ast.AST) -> bool:
+    """`k`, `self.k`, `key_states[:, :T]`: repeating it computes nothing."""
+    if node.end_lineno != node.lineno:
+        return False
+    return all(not isinstance(part, (ast.Call, ast.Await, ast.NamedExpr, ast.Yield, ast.YieldFrom)) for part in ast.walk(node))
+
+
+def _binds_tighter_than_product(document: Document, node: ast.AST) -> bool:
+    """Whether `<node> * c` written in place of `node` would change how its parent parses."""
+    parent = document.index.parent(node)
+    if _already_parenthesised(document, node):
+        return False
+    if isinstance(parent, (ast.Attribute, ast.Subscript, ast.Await, ast.UnaryOp)):
+        return True
+    if isinstance(parent, ast.Call):
+        return parent.func is node
+    if isinstance(parent, ast.BinOp):
+        if isinstance(parent.op, ast.Pow):
+            return True
+        return parent.right is node and isinstance(parent.op, (ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.MatMult))
+    return False
+
+
+def _already_parenthesised(document: Document, node: ast.AST) -> bool:
+    span = document.span_of(node)
+    before = document.line_text(span.line)[: span.column].rstrip()
+    after = document.line_text(span.end_line)[span.end_column :].lstrip()
+    return before.endswith("(") and after.startswith(")")
+
+
+RULE = Rule(
+    code="LLM101",
+    name="unscaled-attention",
+    summary="attention scores q @ k^T reach a softmax without 1/sqrt(d_head) scaling",
+    severity=Severity.WARNING,
+    confidence=Confidence.HIGH,
+    citation_keys=(
+        "vaswani2017attention",
+        "dehghani2023vit22b",
+        "wortsman2023smallscale",
+        "zhai2023entropy",
+        "henry2020qknorm",
+        "yang2022mup",
+        "dao2022flashattention",
+    ),
+    check=check,
+    docs=RULE_DOCS,
+    tags=("attention", "stability", "initialization"),
+    fix_title=FIX_TITLE,
+    fix_safety=UNSAFE,
+    valid=(
+        """
+        import math
+        import torch.nn.functional as F
+        def attend(q, k, v, mask):
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            att = att.masked_fill(mask == 0, float("-inf"))
+            return F.softmax(att, dim=-1) @ v
+        """,
+        """
+        from torch import nn
+        class BartAttention(nn.Module):
+            def forward(self, hidden_states):
+                query_states = self.q_proj(hidden_states) * self.scaling
+                key_states = self.k_proj(hidden_states)
+                attn_weights = torch.bmm(query_states, key_states.transpose(1, 2))
+                return nn.functional.softmax(attn_weights, dim=-1)
+        """,
+        """
+        import torch
+        def attention(q, k, v, temperature):
+            scores = torch.matmul(q, k.transpose(-1, -2))
+            if temperature is not None:
+                scores = scores / temperature
+            return torch.softmax(scores, dim=-1) @ v
+        """,
+        """
+        import torch
+        def alibi_attention(q, k, v, bias, scale):
+            att = torch.baddbmm(bias, q, k.transpose(1, 2), beta=1.0, alpha=scale)
+            return att.softmax(dim=-1) @ v
+        """,
+        """
+        import torch
+        from torch import nn
+        class Classifier(nn.Module):
+            def forward(self, x):
+                logits = x @ self.weight.T  # a linear head, not attention
+                return torch.softmax(logits, dim=-1)
+        """,
+        """
+        import torch.nn.functional as F
+        def attend(scores, v):  # the caller computed (and maybe scaled) the scores
+            return F.softmax(scores, dim=-1) @ v
+        """,
+        """
+        import torch.nn.functional as F
+        def attend(q, k, v):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        """,
+        """
+        import torch
+        import torch.nn.functional as F
+        def cosine_attention(q, k, v, logit_scale):
+            q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+            att = q @ k.transpose(-2, -1)
+            return torch.softmax(att * logit_scale.exp(), dim=-1) @ v
+        """,
+    ),
+    invalid=(
+        Invalid(
+            """
+            import torch.nn.functional as F
+            def attend(q, k, v, mask):
+                att = q @ k.transpose(-2, -1)  # (B, nh, T, T)
+                att = att.masked_fill(mask == 0, float("-inf"))
+                att = F.softmax(att, dim=-1)
+                return att @ v
+            """,
+            at=("3:11-3:34",),
+            fixed="""
+            import torch.nn.functional as F
+            import math
+
+            def attend(q, k, v, mask):
+                # Scale logits by 1/sqrt(d_head) so their variance stays ~1 and softmax does not saturate (Vaswani et al., 2017, arXiv:1706.03762)
+                att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, T, T)
+                att = att.masked_fill(mask == 0, float("-inf"))
+                att = F.softmax(att, dim=-1)
+                return att @ v
+            """,
+        ),
+        Invalid(
+            """
+            import math
+            import torch
+            from torch.nn import functional as fn
+            def attention(query, key, value, mask):
+                weights = fn.softmax(torch.matmul(query, key.transpose(-1, -2)) + mask, dim=-1)
+                return torch.matmul(weights, value)
+            """,
+            at=("5:26-5:68",),
+            fixed="""
+            import math
+            import torch
+            from torch.nn import functional as fn
+            def attention(query, key, value, mask):
+                # Scale logits by 1/sqrt(d_head) so their variance stays ~1 and softmax does not saturate (Vaswani et al., 2017, arXiv:1706.03762)
+                weights = fn.softmax(torch.matmul(query, key.transpose(-1, -2)) * (1.0 / math.sqrt(key.size(-1))) + mask, dim=-1)
+                return torch.matmul(weights, value)
+            """,
+        ),
+        Invalid(
+            """
+            from math import sqrt
+            from torch import einsum, nn
+            class Attention(nn.Module):
+                def forward(self, q, k, v):
+                    dots = einsum("b h i d, b h j d -> b h i j", q, k)
+                    attn = self.dropout(dots.softmax(dim=-1))
+                    return einsum("b h i j, b h j d -> b h i d", attn, v)
+            """,
+            at=("5:16-5:59",),
+            fixed="""
+            from math import sqrt
+            from torch import einsum, nn
+            class Attention(nn.Module):
+                def forward(self, q, k, v):
+                    # Scale logits by 1/sqrt(d_head) so their variance stays ~1 and softmax does not saturate (Vaswani et al., 2017, arXiv:1706.03762)
+                    dots = einsum("b h i d, b h j d -> b h i j", q, k) * (1.0 / sqrt(k.size(-1)))
+                    attn = self.dropout(dots.softmax(dim=-1))
+                    return einsum("b h i j, b h j d -> b h i d", attn, v)
+            """,
+        ),
+        Invalid(
+            """
+            import math
+            import torch
+            from torch import nn
+            class SelfAttention(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.softmax = nn.Softmax(dim=-1)
+                def forward(self, q, k, v, mask):
+                    scores = q.matmul(k.mT).masked_fill(mask, float("-inf"))
+                    return self.softmax(scores).matmul(v)
+            """,
+            at=("9:18-9:32",),
+            fixed="""
+            import math
+            import torch
+            from torch import nn
+            class SelfAttention(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.softmax = nn.Softmax(dim=-1)
+                def forward(self, q, k, v, mask):
+                    # Scale logits by 1/sqrt(d_head) so their variance stays ~1 and softmax does not saturate (Vaswani et al., 2017, arXiv:1706.03762)
+                    scores = (q.matmul(k.mT) * (1.0 / math.sqrt(k.size(-1)))).masked_fill(mask, float("-inf"))
+                    return self.softmax(scores).matmul(v)
+            """,
+        ),
+    ),
+)
