@@ -96,14 +96,19 @@ def _summary(run: CheckRun, palette: Palette) -> str:
         parts.append(f"Fixed {run.fixed} problem{'s' if run.fixed != 1 else ''}.")
     if count:
         by_severity = Counter(finding.severity.value for _, finding in run.findings)
-        detail = ", ".join(f"{by_severity[level.value]} {level.value}" for level in Severity if by_severity[level.value])
+        detail = ", ".join(
+            f"{by_severity[level.value]} {level.value}{'s' if by_severity[level.value] != 1 else ''}"
+            for level in Severity
+            if by_severity[level.value]
+        )
         parts.append(palette.bold(f"Found {count} problem{'s' if count != 1 else ''} ({detail}); {checked}."))
         fixes = [finding.fix for _, finding in run.findings if finding.fix is not None]
         safe = sum(1 for fix in fixes if fix.is_safe)
         if safe:
             parts.append(f"{safe} fixable with `--fix`.")
         if len(fixes) - safe:
-            parts.append(f"{len(fixes) - safe} more fixable with `--fix --unsafe-fixes` (review them: they change numerics).")
+            more = " more" if safe else ""
+            parts.append(f"{len(fixes) - safe}{more} fixable with `--fix --unsafe-fixes` (review them: they change numerics).")
     else:
         parts.append(palette.bold(f"All checks passed; {checked}."))
     if run.errors:

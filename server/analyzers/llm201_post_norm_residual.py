@@ -91,6 +91,8 @@ and the sublayer output arrive as two parameters and nothing in that forward sho
 from the other (BERT is Post-LN, but the same shape also joins unrelated tensors); sums whose
 stream is itself an earlier residual sum (a block-final norm as in Conformer); and a norm of a sum
 whose sublayer already saw a normalized input (sandwich and "double" norms).
+When the post-norm branch is selected by a flag (`if self.norm_first: ... else: ...`), which
+placement runs depends on the configuration, so the finding is only a hint.
 
 ## Next steps
 Watch the loss curve over the first few thousand steps, the gradient norm per layer (flat across
@@ -101,6 +103,7 @@ warmup the run still needs; confirm a final norm sits before the output head.
 from __future__ import annotations
 
 import ast
+import re
 
 from llmarch_lsp.analyzers.rule import Invalid, Option, Rule, RuleContext
 from llmarch_lsp.document import Document
@@ -129,17 +132,33 @@ def check(document: Document, context: RuleContext, rule: Rule):
         depth = residuals.stack_depth(module.name)
         shallow = depth is not None and depth <= context.options["shallow-depth"]
         for found in sums:
+            configurable = _placement_is_a_flag(document, found.norm_call)
             related = ()
             if found.via_temporary:
                 related = (Related(document.span_of(found.add), "the residual sum that is normalized"),)
             yield rule.finding(
                 document,
                 found.norm_call,
-                _message(document, found, depth),
-                severity=Severity.HINT if shallow else None,
+                _message(document, found, depth) + (_FLAG_NOTE if configurable else ""),
+                # A flag-selected branch is the user's choice, unknowable here: only a hint.
+                severity=Severity.HINT if shallow or configurable else None,
                 related=related,
                 fix=_fix(document, found),
             )
+
+
+_PLACEMENT_FLAG = re.compile(r"norm|pre_?ln|post_?ln|before", re.IGNORECASE)
+_FLAG_NOTE = "; a flag selects this branch, so check which placement your configs use"
+
+
+def _placement_is_a_flag(document: Document, node: ast.AST) -> bool:
+    """True inside `if self.norm_first: ... else: <here>` and similar placement switches."""
+    for ancestor in document.index.ancestors(node):
+        if isinstance(ancestor, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return False
+        if isinstance(ancestor, (ast.If, ast.IfExp)) and _PLACEMENT_FLAG.search(document.segment(ancestor.test)):
+            return True
+    return False
 
 
 def _message(document: Document, found: NormalizedResidualSum, depth: int | None) -> str:
