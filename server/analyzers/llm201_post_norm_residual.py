@@ -370,7 +370,6 @@ RULE = Rule(
                 def forward(self, x):
                     # Pre-norm: normalize the sublayer's input and keep the residual path an identity (Xiong et al., 2020, arXiv:2002.04745)
                     x = x + self.attn(self.ln_1(x))
-                    # Pre-norm: normalize the sublayer's input and keep the residual path an identity (Xiong et al., 2020, arXiv:2002.04745)
                     x = self.mlp(self.ln_2(x)) + x
                     return x
             class GPT(nn.Module):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from llmarch_lsp.findings import Span
 from llmarch_lsp.fixes.model import AddImport, Fix
@@ -40,12 +40,15 @@ def apply_fixes(source: str, fixes: Iterable[Fix]) -> FixResult:
     applied: list[Fix] = []
     skipped: list[Fix] = []
     imports: list[AddImport] = []
+    comments_placed: set[tuple[int, str]] = set()
     for fix in fixes:
+        fix = _without_repeated_comments(source, fix, comments_placed)
         edits = _offset_edits(source, line_starts, fix)
         if any(_overlaps(edit, other) for edit in edits for other in accepted):
             skipped.append(fix)
             continue
         accepted.extend(edits)
+        comments_placed.update((comment.line, comment.text) for comment in fix.comments)
         imports.extend(fix.imports)
         applied.append(fix)
     text = source
@@ -58,6 +61,19 @@ def apply_fixes(source: str, fixes: Iterable[Fix]) -> FixResult:
     except SyntaxError as error:
         raise FixError(f"the fixed text would not parse: {error.msg} (line {error.lineno})") from None
     return FixResult(text, tuple(applied), tuple(skipped))
+
+
+def _without_repeated_comments(source: str, fix: Fix, placed: set[tuple[int, str]]) -> Fix:
+    """One explanatory comment serves a run of consecutive statements fixed for the same reason,
+    and a comment already above the statement is not written again."""
+    lines = source.splitlines()
+    kept = tuple(
+        comment
+        for comment in fix.comments
+        if (comment.line - 1, comment.text) not in placed
+        and not (comment.line >= 2 and lines[comment.line - 2].strip() == f"# {comment.text}")
+    )
+    return fix if kept == fix.comments else replace(fix, comments=kept)
 
 
 def fix_edits(source: str, fix: Fix) -> list[TextEdit]:

@@ -95,3 +95,17 @@ def test_fix_edits_touch_only_what_changed():
     fix = Fix("c", SAFE, comments=(CommentAbove(5, "note"),))
     (edit,) = fix_edits(SOURCE, fix)
     assert edit.span == Span(5, 0, 5, 0) and edit.new_text == "    # note\n"
+
+
+def test_one_comment_serves_consecutive_statements_fixed_for_the_same_reason():
+    source = "def f(x):\n    x = a(x)\n    x = b(x)\n    return x\n"
+    first = Fix("a", SAFE, replacements=(Replace(Span(2, 8, 2, 12), "c(x)"),), comments=(CommentAbove(2, "why"),))
+    second = Fix("b", SAFE, replacements=(Replace(Span(3, 8, 3, 12), "d(x)"),), comments=(CommentAbove(3, "why"),))
+    fixed = apply_fixes(source, [first, second]).text
+    assert fixed == "def f(x):\n    # why\n    x = c(x)\n    x = d(x)\n    return x\n"
+
+
+def test_existing_identical_comment_is_not_repeated():
+    source = "def f(x):\n    # why\n    x = a(x)\n"
+    fix = Fix("a", SAFE, replacements=(Replace(Span(3, 8, 3, 12), "c(x)"),), comments=(CommentAbove(3, "why"),))
+    assert apply_fixes(source, [fix]).text == "def f(x):\n    # why\n    x = c(x)\n"
