@@ -74,10 +74,8 @@ class Client:
                 return message
 
     def resident_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        """The server's resident memory plus its children's (analysis runs in a child process)."""
+        return sum(_rss_mb(pid) for pid in _process_tree(self.process.pid))
 
     def close(self) -> None:
         try:
@@ -86,6 +84,22 @@ class Client:
             self.process.wait(timeout=10)
         except Exception:
             self.process.kill()
+
+
+def _process_tree(pid: int) -> list[int]:
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        for child in children:
+            found.extend(_process_tree(int(child)))
+    return found
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def published(uri: str, version: int):

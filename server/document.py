@@ -83,5 +83,17 @@ class Document:
 
         return ResidualFacts(self)
 
+    @cached_property
+    def attention(self):
+        from llmarch_lsp.facts.attention import find_attention_sites
+
+        return find_attention_sites(self)
+
+    @cached_property
+    def training(self):
+        from llmarch_lsp.facts.training import TrainingFacts
+
+        return TrainingFacts(self)
+
     def qualified_name(self, node: ast.AST) -> str | None:
         return self.imports.qualified_name(node)

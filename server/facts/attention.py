@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ast
 import re
-import weakref
 from dataclasses import dataclass, field
 
 _SOFTMAX_FUNCTIONS = {
@@ -89,16 +88,15 @@ class AttentionSite:
     scaling: ast.AST | None = None
 
 
-_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def attention_sites(document) -> list[AttentionSite]:
-    """Every softmax fed (through local data flow) by a query-key product, in source order."""
-    sites = _CACHE.get(document)
-    if sites is None:
-        sites = _AttentionFinder(document).sites()
-        _CACHE[document] = sites
-    return sites
+    """Every softmax fed (through local data flow) by a query-key product, in source order.
+
+    Computed once per document (`Document.attention` caches it)."""
+    return document.attention
+
+
+def find_attention_sites(document) -> list[AttentionSite]:
+    return _AttentionFinder(document).sites()
 
 
 class _Trail:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import re
-import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -502,14 +501,9 @@ class TrainingFacts:
 
 # ---- helpers ----------------------------------------------------------------------------------
 
-_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def training_facts(document) -> TrainingFacts:
-    facts = _cache.get(document)
-    if facts is None:
-        facts = _cache[document] = TrainingFacts(document)
-    return facts
+    """Computed once per document (`Document.training` caches it)."""
+    return document.training
 
 
 def _bound_names(index, call: ast.Call) -> list[str]:
