@@ -66,7 +66,9 @@ def parse_client_settings(raw: Any) -> ClientSettings:
                     f"using {DEFAULT_DEBOUNCE_MS}"
                 )
         elif key in ("select", "ignore", "severity"):
-            if value is not None:
+            # Editors send empty defaults (`[]`, `{}`) for settings the user never set: those
+            # must not switch every rule off or wipe the project's own ignore list.
+            if value not in (None, [], {}, ""):
                 file_keys[key] = value
         elif key == "fixAll" and isinstance(value, Mapping):
             for fix_key, fix_value in value.items():

@@ -57,6 +57,13 @@ def test_invalid_client_settings_fall_back_with_warnings():
     assert settings.unknown_keys == ("colour",)  # `path` belongs to the editor extension
 
 
+def test_empty_client_defaults_leave_the_project_configuration_alone():
+    settings = parse_client_settings({"llmarch": {"select": [], "ignore": [], "severity": {}}})
+    project = Settings(ignore=("LLM203",))
+    assert settings.apply(project) == project
+    assert not settings.warnings
+
+
 def test_client_severity_merges_with_the_config_file():
     settings = parse_client_settings({"severity": {"LLM101": "error"}})
     applied = settings.apply(Settings(severity={"LLM203": Severity.HINT}))
