@@ -197,7 +197,7 @@ def _already_parenthesised(document: Document, node: ast.AST) -> bool:
 RULE = Rule(
     code="LLM101",
     name="unscaled-attention",
-    summary="attention scores q @ k^T reach a softmax without 1/sqrt(d_head) scaling",
+    summary="Attention scores q @ k^T reach a softmax without 1/sqrt(d_head) scaling",
     severity=Severity.WARNING,
     confidence=Confidence.HIGH,
     citation_keys=(

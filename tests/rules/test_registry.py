@@ -67,3 +67,23 @@ def test_module_file_names_match_rule_code_and_name():
     for module_name in RULE_MODULES:
         rule = importlib.import_module(f"llmarch_lsp.analyzers.{module_name}").RULE
         assert module_name == f"{rule.code.lower()}_{rule.name.replace('-', '_')}"
+
+
+def test_generated_rule_docs_are_current():
+    import importlib.util
+    from pathlib import Path
+
+    generator = Path(__file__).resolve().parents[2] / "docs" / "generate.py"
+    spec = importlib.util.spec_from_file_location("generate_docs", generator)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.OUTPUT.read_text(encoding="utf-8") == module.render(), "run `python docs/generate.py`"
+
+
+@pytest.mark.parametrize("rule", all_rules(), ids=lambda rule: rule.code)
+def test_docs_url_points_at_the_rule_section(rule):
+    from pathlib import Path
+
+    assert rule.docs_url.endswith(f"docs/rules.md#{rule.code.lower()}-{rule.name}")
+    rules_md = (Path(__file__).resolve().parents[2] / "docs" / "rules.md").read_text(encoding="utf-8")
+    assert f"## {rule.code} {rule.name}\n" in rules_md
