@@ -24,5 +24,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
   echo "$wanted" > "$stamp"
 fi
 
+# The VS Code extension's dependencies, so its TypeScript is type-checked too (needs npm).
+if command -v npm >/dev/null 2>&1; then
+  lock_stamp=editors/vscode/node_modules/.llmarch-lock
+  lock_hash="$(sha256sum editors/vscode/package-lock.json | cut -d' ' -f1)"
+  if [ ! -f "$lock_stamp" ] || [ "$(cat "$lock_stamp")" != "$lock_hash" ]; then
+    echo "tests/run.sh: installing the VS Code extension's npm dependencies"
+    (cd editors/vscode && npm ci --no-audit --no-fund --loglevel=error) && echo "$lock_hash" > "$lock_stamp"
+  fi
+fi
+
 export PATH="$($PYTHON -c 'import sys, os; print(os.path.join(sys.prefix, "bin"))'):$PATH"
 exec $PYTHON -m pytest "$@"
