@@ -129,11 +129,13 @@ def _check(arguments) -> int:
     resolver = SettingsResolver(explicit_config)
     paths = [Path(path) for path in (arguments.check or ["."])]
     run = CheckRun()
+    jobs = []
     for path in discover(paths):
         settings = resolver.for_path(path).with_overrides(select=select)
         if ignore:
             settings = settings.with_overrides(extend_ignore=ignore)
-        report, source = _check_file(path, settings)
+        jobs.append((path, settings))
+    for (path, settings), (report, source) in zip(jobs, _check_files(jobs)):
         if source is not None and arguments.fix:
             report, source, fixed = _fix_file(path, source, report, settings, arguments.unsafe_fixes)
             run.fixed += fixed
@@ -154,6 +156,27 @@ def _check(arguments) -> int:
     if failures:
         return EXIT_ERROR
     return EXIT_FINDINGS if run.findings or run.errors else EXIT_CLEAN
+
+
+# Below this many files, starting worker processes costs more than it saves.
+PARALLEL_FROM_FILES = 48
+
+
+def _check_files(jobs: list[tuple[Path, Settings]]):
+    """(report, source) per job, in order; the source only for files with findings."""
+    workers = min(os.cpu_count() or 1, 8)
+    if len(jobs) < PARALLEL_FROM_FILES or workers < 2:
+        return map(_check_job, jobs)
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_check_job, jobs, chunksize=16))
+
+
+def _check_job(job: tuple[Path, Settings]) -> tuple[FileReport, str | None]:
+    report, source = _check_file(*job)
+    # Sources are kept to print snippets and build fixes; clean files need neither.
+    return report, source if report.findings else None
 
 
 def _check_file(path: Path, settings: Settings) -> tuple[FileReport, str | None]:

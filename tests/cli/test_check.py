@@ -127,3 +127,16 @@ def test_bundled_examples_trip_all_four_headline_rules(llmarch):
     assert result.code == 1
     codes = {finding["code"] for finding in result.json()["findings"]}
     assert {"LLM101", "LLM201", "LLM203", "LLM301"} <= codes
+
+
+def test_large_folders_are_checked_in_parallel_with_the_same_results(llmarch, project):
+    files = {f"pkg/model_{number:03d}.py": (POST_NORM_LAYER if number % 3 == 0 else PRE_NORM_LAYER) for number in range(60)}
+    files["pkg/broken.py"] = "import torch\ndef f(:\n"
+    project(files)
+    result = llmarch("--check", "pkg", "--format", "json")
+    data = result.json()
+    assert data["files_checked"] == 61
+    assert [finding["path"] for finding in data["findings"]] == [f"pkg/model_{n:03d}.py" for n in range(0, 60, 3)]
+    assert [error["path"] for error in data["errors"]] == ["pkg/broken.py"]
+    text = llmarch("--check", "pkg")
+    assert "3 | layer = nn.TransformerEncoderLayer(d_model=512, nhead=8)" in text.stdout  # snippets still shown
