@@ -14,7 +14,7 @@ from pathlib import Path
 
 from llmarch_lsp import __version__
 from llmarch_lsp.analyzers import all_rules, is_known_selector
-from llmarch_lsp.config import Settings, SettingsResolver, load_settings, parse_selectors
+from llmarch_lsp.config import Settings, SettingsResolver, parse_selectors
 from llmarch_lsp.engine import analyze_source, read_source
 from llmarch_lsp.files import discover
 from llmarch_lsp.findings import FileReport

@@ -6,6 +6,7 @@ import ast
 from functools import cached_property
 
 from llmarch_lsp.findings import Span
+from llmarch_lsp.text import split_lines
 
 
 class Document:
@@ -18,7 +19,7 @@ class Document:
 
     @cached_property
     def lines(self) -> list[str]:
-        return self.source.splitlines()
+        return split_lines(self.source)
 
     def line_text(self, line: int) -> str:
         """1-based line; empty string past the end."""

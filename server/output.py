@@ -10,7 +10,8 @@ from llmarch_lsp import __version__
 from llmarch_lsp.analyzers import find_rule
 from llmarch_lsp.citations import cite
 from llmarch_lsp.findings import FileReport, Finding, Severity
-from llmarch_lsp.fixes.apply import FixError, fix_edits
+from llmarch_lsp.text import split_lines
+from llmarch_lsp.fixes.apply import FixError, FixPlanner
 
 
 @dataclass
@@ -65,7 +66,7 @@ def _render_finding(path: str, finding: Finding, source: str, palette: Palette) 
         f"{palette.bold(f'{path}:{span.line}:{span.column + 1}:')} "
         f"{palette.severity(finding.severity, finding.code)} {palette.dim(f'[{finding.name}]')} {finding.message}"
     )
-    lines = source.splitlines()
+    lines = split_lines(source)
     if not 1 <= span.line <= len(lines):
         return header
     text = lines[span.line - 1]
@@ -121,13 +122,28 @@ def render_json(run: CheckRun) -> str:
     document = {
         "version": __version__,
         "files_checked": len(run.reports),
-        "findings": [_finding_json(path, finding, run.sources.get(path)) for path, finding in run.findings],
+        "findings": [
+            _finding_json(report.path, finding, planner)
+            for report, planner in _with_fix_planners(run)
+            for finding in report.findings
+        ],
         "errors": [{"path": report.path, "message": report.error} for report in run.errors],
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-def _finding_json(path: str, finding: Finding, source: str | None) -> dict:
+def _with_fix_planners(run: CheckRun):
+    """Each report with a planner that validates all of its file's fixes with one parse."""
+    for report in run.reports:
+        source = run.sources.get(report.path)
+        fixes = [finding.fix for finding in report.findings if finding.fix is not None]
+        planner = FixPlanner(source) if source is not None and fixes else None
+        if planner is not None:
+            planner.validate_together(fixes)
+        yield report, planner
+
+
+def _finding_json(path: str, finding: Finding, planner: FixPlanner | None) -> dict:
     span = finding.span
     return {
         "code": finding.code,
@@ -146,15 +162,15 @@ def _finding_json(path: str, finding: Finding, source: str | None) -> dict:
              "end_column": r.span.end_column + 1, "message": r.message}
             for r in finding.related
         ],
-        "fix": _fix_json(finding, source),
+        "fix": _fix_json(finding, planner),
     }
 
 
-def _fix_json(finding: Finding, source: str | None) -> dict | None:
-    if finding.fix is None or source is None:
+def _fix_json(finding: Finding, planner: FixPlanner | None) -> dict | None:
+    if finding.fix is None or planner is None:
         return None
     try:
-        edits = fix_edits(source, finding.fix)
+        edits = planner.edits_for(finding.fix)
     except FixError:
         return None
     return {

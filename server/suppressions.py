@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from llmarch_lsp.findings import Finding
+from llmarch_lsp.text import split_lines
 
 # ignore / ignore[LLM101, post-norm-residual] / ignore-file / ignore-file[LLM301]
 DIRECTIVE = re.compile(r"#\s*llmarch:\s*(?P<kind>ignore-file|ignore)\b(?:\[(?P<codes>[^\]]*)\])?")
@@ -29,7 +30,7 @@ def parse_suppressions(source: str) -> Suppressions:
     found = Suppressions()
     if "llmarch:" not in source:
         return found
-    for number, line in enumerate(source.splitlines(), start=1):
+    for number, line in enumerate(split_lines(source), start=1):
         if "llmarch:" not in line:
             continue
         for match in DIRECTIVE.finditer(line):

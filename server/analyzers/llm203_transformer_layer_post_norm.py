@@ -67,7 +67,7 @@ import ast
 
 from llmarch_lsp.analyzers.rule import Invalid, Option, Rule, RuleContext
 from llmarch_lsp.document import Document
-from llmarch_lsp.findings import Confidence, Finding, Severity
+from llmarch_lsp.findings import Confidence, Severity
 from llmarch_lsp.fixes.builders import cited_comment, set_keyword_argument
 from llmarch_lsp.fixes.model import UNSAFE, Fix
 

@@ -1,7 +1,9 @@
-"""Turn fix data into new text, then into the minimal edits a client applies.
+"""Turn fix data into text edits, and apply them.
 
-Edits from different fixes that overlap are never merged: the later fix is skipped and can
-be applied on the next run. A result that does not parse is refused.
+A fix's replacements and comments map straight onto edits of the original text; only imports
+go through libcst (`AddImportsVisitor`), whose result is diffed into edits. Edits from different
+fixes that overlap are never merged: the later fix is skipped and can be applied on the next run.
+A result that does not parse is refused.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ import ast
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from llmarch_lsp.findings import Span
 from llmarch_lsp.fixes.model import AddImport, Fix
+from llmarch_lsp.text import line_starts, lines_with_ends, split_lines
 
 
 class FixError(ValueError):
@@ -34,57 +38,148 @@ class FixResult:
     skipped: tuple[Fix, ...]
 
 
+# At one insertion point, imports go first (an edit with a lower rank ends up earlier in the text).
+_IMPORT_RANK, _FIX_RANK = 0, 1
+
+
+class FixPlanner:
+    """The fixes for one source text: their edits, and validation that costs one parse for all."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self._lines = split_lines(source)
+        self._line_starts = line_starts(source)
+        self._valid: set[Fix] = set()
+
+    def edits_for(self, fix: Fix) -> list[TextEdit]:
+        """The edits that apply `fix` alone; FixError when the result would not parse."""
+        fix = _without_repeated_comments(self._lines, fix, set())
+        if fix not in self._valid:
+            self.apply([fix])  # raises FixError when the result does not parse
+        edits = self._direct_edits(fix) + self._import_edits(fix.imports)
+        return sorted(edits, key=lambda edit: (edit.span.line, edit.span.column))
+
+    def validate_together(self, fixes: Iterable[Fix]) -> None:
+        """Check many fixes with one parse, so `edits_for` need not parse for each of them."""
+        try:
+            result = self.apply(fixes)
+        except FixError:
+            return  # each fix is then checked on its own
+        self._valid.update(result.applied)
+
+    def apply(self, fixes: Iterable[Fix]) -> FixResult:
+        accepted: list[tuple[int, int, int, str]] = []
+        applied: list[Fix] = []
+        skipped: list[Fix] = []
+        imports: list[AddImport] = []
+        comments_placed: set[tuple[int, str]] = set()
+        for fix in fixes:
+            fix = _without_repeated_comments(self._lines, fix, comments_placed)
+            edits = [self._offsets(edit, _FIX_RANK) for edit in self._direct_edits(fix)]
+            if any(_overlaps(edit, other) for edit in edits for other in accepted):
+                skipped.append(fix)
+                continue
+            accepted.extend(edits)
+            comments_placed.update((comment.line, comment.text) for comment in fix.comments)
+            imports.extend(fix.imports)
+            applied.append(fix)
+        accepted.extend(self._offsets(edit, _IMPORT_RANK) for edit in self._import_edits(tuple(imports)))
+        text = self.source
+        for start, end, _, new_text in sorted(accepted, reverse=True):
+            text = text[:start] + new_text + text[end:]
+        try:
+            ast.parse(text)
+        except SyntaxError as error:
+            raise FixError(f"the fixed text would not parse: {error.msg} (line {error.lineno})") from None
+        self._valid.update(applied)
+        return FixResult(text, tuple(applied), tuple(skipped))
+
+    # ---- edits ------------------------------------------------------------------------
+    def _direct_edits(self, fix: Fix) -> list[TextEdit]:
+        edits = [TextEdit(replacement.span, replacement.new_text) for replacement in fix.replacements]
+        for comment in fix.comments:
+            line = self._lines[comment.line - 1] if 1 <= comment.line <= len(self._lines) else ""
+            indentation = line[: len(line) - len(line.lstrip())]
+            edits.append(TextEdit(Span(comment.line, 0, comment.line, 0), f"{indentation}# {comment.text}\n"))
+        return edits
+
+    def _import_edits(self, imports: tuple[AddImport, ...]) -> list[TextEdit]:
+        missing = tuple(wanted for wanted in dict.fromkeys(imports) if (wanted.module, wanted.name) not in self._imported)
+        if not missing:
+            return []
+        return self._edits_adding(missing)
+
+    def _edits_adding(self, imports: tuple[AddImport, ...]) -> list[TextEdit]:
+        import libcst
+        from libcst.codemod import CodemodContext
+        from libcst.codemod.visitors import AddImportsVisitor
+
+        try:
+            module = libcst.parse_module(self.source)
+        except libcst.ParserSyntaxError as error:
+            raise FixError(f"cannot add imports to a file that does not parse: {error.message}") from None
+        context = CodemodContext()
+        for wanted in imports:
+            AddImportsVisitor.add_needed_import(context, wanted.module, wanted.name)
+        return text_edits(self.source, AddImportsVisitor(context).transform_module(module).code)
+
+    @cached_property
+    def _imported(self) -> set[tuple[str, str | None]]:
+        """Top-level imports without aliases, as (module, name): what an AddImport may reuse."""
+        try:
+            tree = ast.parse(self.source)
+        except SyntaxError:
+            return set()
+        found: set[tuple[str, str | None]] = set()
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                found.update((alias.name, None) for alias in node.names if alias.asname is None)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.update((node.module, alias.name) for alias in node.names if alias.asname is None)
+        return found
+
+    def _offsets(self, edit: TextEdit, rank: int) -> tuple[int, int, int, str]:
+        span = edit.span
+        start = self._offset(span.line, span.column)
+        end = self._offset(span.end_line, span.end_column)
+        return (start, end, rank, edit.new_text)
+
+    def _offset(self, line: int, column: int) -> int:
+        starts = self._line_starts
+        if not 1 <= line <= len(starts):
+            raise FixError(f"line {line} is outside the document")
+        offset = starts[line - 1] + column
+        line_end = starts[line] if line < len(starts) else len(self.source)
+        if column < 0 or offset > line_end or offset > len(self.source):
+            raise FixError(f"column {column} is outside line {line}")
+        return offset
+
+
 def apply_fixes(source: str, fixes: Iterable[Fix]) -> FixResult:
-    line_starts = _line_starts(source)
-    accepted: list[tuple[int, int, str]] = []
-    applied: list[Fix] = []
-    skipped: list[Fix] = []
-    imports: list[AddImport] = []
-    comments_placed: set[tuple[int, str]] = set()
-    for fix in fixes:
-        fix = _without_repeated_comments(source, fix, comments_placed)
-        edits = _offset_edits(source, line_starts, fix)
-        if any(_overlaps(edit, other) for edit in edits for other in accepted):
-            skipped.append(fix)
-            continue
-        accepted.extend(edits)
-        comments_placed.update((comment.line, comment.text) for comment in fix.comments)
-        imports.extend(fix.imports)
-        applied.append(fix)
-    text = source
-    for start, end, new_text in sorted(accepted, key=lambda edit: (edit[0], edit[1]), reverse=True):
-        text = text[:start] + new_text + text[end:]
-    if imports:
-        text = _add_imports(text, imports)
-    try:
-        ast.parse(text)
-    except SyntaxError as error:
-        raise FixError(f"the fixed text would not parse: {error.msg} (line {error.lineno})") from None
-    return FixResult(text, tuple(applied), tuple(skipped))
+    return FixPlanner(source).apply(fixes)
 
 
-def _without_repeated_comments(source: str, fix: Fix, placed: set[tuple[int, str]]) -> Fix:
+def fix_edits(source: str, fix: Fix) -> list[TextEdit]:
+    """The edits that apply one fix to `source`."""
+    return FixPlanner(source).edits_for(fix)
+
+
+def _without_repeated_comments(lines: list[str], fix: Fix, placed: set[tuple[int, str]]) -> Fix:
     """One explanatory comment serves a run of consecutive statements fixed for the same reason,
     and a comment already above the statement is not written again."""
-    lines = source.splitlines()
     kept = tuple(
         comment
         for comment in fix.comments
         if (comment.line - 1, comment.text) not in placed
-        and not (comment.line >= 2 and lines[comment.line - 2].strip() == f"# {comment.text}")
+        and not (2 <= comment.line <= len(lines) + 1 and lines[comment.line - 2].strip() == f"# {comment.text}")
     )
     return fix if kept == fix.comments else replace(fix, comments=kept)
 
 
-def fix_edits(source: str, fix: Fix) -> list[TextEdit]:
-    """The minimal edits that apply one fix to `source`."""
-    return text_edits(source, apply_fixes(source, [fix]).text)
-
-
 def text_edits(old: str, new: str) -> list[TextEdit]:
     """Minimal line-level edits from `old` to `new`, narrowed to characters within one line."""
-    old_lines = old.splitlines(keepends=True)
-    new_lines = new.splitlines(keepends=True)
+    old_lines = lines_with_ends(old)
+    new_lines = lines_with_ends(new)
     matcher = difflib.SequenceMatcher(a=old_lines, b=new_lines, autojunk=False)
     edits = []
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
@@ -124,75 +219,9 @@ def _position_after_lines(lines: list[str], count: int) -> tuple[int, int]:
     return (count, len(lines[-1]))
 
 
-def _line_starts(text: str) -> list[int]:
-    starts = [0]
-    for line in text.splitlines(keepends=True):
-        starts.append(starts[-1] + len(line))
-    return starts
-
-
-def _offset(source: str, line_starts: list[int], line: int, column: int) -> int:
-    if not 1 <= line <= len(line_starts):
-        raise FixError(f"line {line} is outside the document")
-    offset = line_starts[line - 1] + column
-    line_end = line_starts[line] if line < len(line_starts) else len(source)
-    if column < 0 or offset > line_end or offset > len(source):
-        raise FixError(f"column {column} is outside line {line}")
-    return offset
-
-
-def _offset_edits(source: str, line_starts: list[int], fix: Fix) -> list[tuple[int, int, str]]:
-    edits = []
-    for replacement in fix.replacements:
-        span = replacement.span
-        start = _offset(source, line_starts, span.line, span.column)
-        end = _offset(source, line_starts, span.end_line, span.end_column)
-        edits.append((start, end, replacement.new_text))
-    for comment in fix.comments:
-        start = _offset(source, line_starts, comment.line, 0)
-        line_text = source[start : line_starts[comment.line] if comment.line < len(line_starts) else len(source)]
-        indentation = line_text[: len(line_text) - len(line_text.lstrip())]
-        edits.append((start, start, f"{indentation}# {comment.text}\n"))
-    return edits
-
-
-def _overlaps(edit: tuple[int, int, str], other: tuple[int, int, str]) -> bool:
-    start, end, _ = edit
-    other_start, other_end, _ = other
+def _overlaps(edit: tuple[int, int, int, str], other: tuple[int, int, int, str]) -> bool:
+    start, end = edit[0], edit[1]
+    other_start, other_end = other[0], other[1]
     if start == end or other_start == other_end:  # insertions collide only at the same point
-        return start == other_start and end == other_end or other_start < start < other_end or start < other_start < end
+        return (start, end) == (other_start, other_end) or other_start < start < other_end or start < other_start < end
     return start < other_end and other_start < end
-
-
-def _add_imports(text: str, imports: list[AddImport]) -> str:
-    """Add imports the way libcst's codemods do: after existing imports, skipping duplicates."""
-    missing = [wanted for wanted in dict.fromkeys(imports) if not _already_imported(text, wanted)]
-    if not missing:
-        return text
-    import libcst
-    from libcst.codemod import CodemodContext
-    from libcst.codemod.visitors import AddImportsVisitor
-
-    try:
-        module = libcst.parse_module(text)
-    except libcst.ParserSyntaxError as error:
-        raise FixError(f"the fixed text would not parse: {error.message}") from None
-    context = CodemodContext()
-    for wanted in missing:
-        AddImportsVisitor.add_needed_import(context, wanted.module, wanted.name)
-    return AddImportsVisitor(context).transform_module(module).code
-
-
-def _already_imported(text: str, wanted: AddImport) -> bool:
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
-        return False
-    for node in tree.body:
-        if wanted.name is None and isinstance(node, ast.Import):
-            if any(alias.name == wanted.module and alias.asname is None for alias in node.names):
-                return True
-        if wanted.name is not None and isinstance(node, ast.ImportFrom) and node.module == wanted.module:
-            if any(alias.name == wanted.name and alias.asname is None for alias in node.names):
-                return True
-    return False

@@ -8,7 +8,6 @@ three UTF-8 units, `🙂` one character but two UTF-16 units.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from lsprotocol import types as lsp
@@ -72,10 +71,5 @@ def _line(lines: Sequence[str], index: int) -> str:
     return lines[index] if 0 <= index < len(lines) else ""
 
 
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
-def split_lines(text: str) -> list[str]:
-    """Lines as the protocol and Python's tokenizer count them: only \\n, \\r\\n and \\r end a line
-    (`str.splitlines` would also split on form feeds and U+2028)."""
-    return _LINE_BREAK.split(text)

@@ -24,7 +24,8 @@ from llmarch_lsp.findings import Finding
 from llmarch_lsp.lsp import code_actions, hover
 from llmarch_lsp.lsp.diagnostics import Analysis, still_accurate
 from llmarch_lsp.lsp.documents import DocumentScheduler, Snapshot
-from llmarch_lsp.lsp.positions import PositionEncoder, split_lines
+from llmarch_lsp.lsp.positions import PositionEncoder
+from llmarch_lsp.text import split_lines
 from llmarch_lsp.lsp.settings import ClientSettings, parse_client_settings
 from llmarch_lsp.lsp.worker import AnalysisWorker
 

@@ -20,7 +20,8 @@ from llmarch_lsp.config import Settings
 from llmarch_lsp.engine import analyze_source
 from llmarch_lsp.findings import Finding
 from llmarch_lsp.lsp.diagnostics import to_diagnostic
-from llmarch_lsp.lsp.positions import PositionEncoder, split_lines
+from llmarch_lsp.lsp.positions import PositionEncoder
+from llmarch_lsp.text import split_lines
 
 # Far above a real analysis (a 50,000-line file takes ~3 s here, the engine's budget included).
 HARD_TIME_LIMIT_SECONDS = 30.0

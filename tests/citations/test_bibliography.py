@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 
 from llmarch_lsp.analyzers import all_rules
-from llmarch_lsp.citations import bibliography, cite
+from llmarch_lsp.citations import cite
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "references.toml"
 
 
 @pytest.mark.skipif(not SHARED.is_file(), reason="shared/references.toml is not beside this checkout")
 def test_bundled_copy_matches_shared_references_exactly():
-    bundled = Path(bibliography.__module__.replace(".", "/"))  # noqa: F841 - documents intent
     from importlib import resources
 
     ours = tomllib.loads(resources.files("llmarch_lsp.citations").joinpath("bibliography.toml").read_text("utf-8"))

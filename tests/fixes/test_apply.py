@@ -6,16 +6,14 @@ import pytest
 
 from llmarch_lsp.findings import Span
 from llmarch_lsp.fixes.apply import FixError, apply_fixes, fix_edits, text_edits
+from llmarch_lsp.text import line_starts
 from llmarch_lsp.fixes.model import SAFE, UNSAFE, AddImport, CommentAbove, Fix, Replace
 
 SOURCE = "import torch\n\n\ndef f(q, k):\n    att = q @ k  # (B, T, T)\n    return att\n"
 
 
 def _apply(text: str, edits) -> str:
-    lines = text.splitlines(keepends=True)
-    starts = [0]
-    for line in lines:
-        starts.append(starts[-1] + len(line))
+    starts = line_starts(text)
     for edit in sorted(edits, key=lambda e: (e.span.line, e.span.column), reverse=True):
         start = starts[edit.span.line - 1] + edit.span.column
         end = starts[edit.span.end_line - 1] + edit.span.end_column
@@ -109,3 +107,32 @@ def test_existing_identical_comment_is_not_repeated():
     source = "def f(x):\n    # why\n    x = a(x)\n"
     fix = Fix("a", SAFE, replacements=(Replace(Span(3, 8, 3, 12), "c(x)"),), comments=(CommentAbove(3, "why"),))
     assert apply_fixes(source, [fix]).text == "def f(x):\n    # why\n    x = c(x)\n"
+
+
+def test_form_feeds_and_unicode_separators_do_not_shift_lines():
+    # Python counts only \n, \r\n and \r as line ends; str.splitlines would also split here.
+    source = "import torch\n\x0c\ndef f(q, k):  # note\u2028still line 3\n    att = q @ k\n    return att\n"
+    fix = Fix("s", SAFE, replacements=(Replace(Span(4, 10, 4, 15), "q @ k * 2"),), comments=(CommentAbove(4, "why"),))
+    fixed = apply_fixes(source, [fix]).text
+    assert fixed.endswith("\u2028still line 3\n    # why\n    att = q @ k * 2\n    return att\n")
+    assert _apply(source, fix_edits(source, fix)) == fixed
+
+
+def test_planner_validates_many_fixes_with_one_parse_and_refuses_a_bad_one():
+    from llmarch_lsp.fixes.apply import FixPlanner
+
+    good = Fix("good", SAFE, replacements=(Replace(Span(5, 10, 5, 15), "q @ k * 2"),))
+    bad = Fix("bad", SAFE, replacements=(Replace(Span(6, 11, 6, 14), "att +"),))
+    planner = FixPlanner(SOURCE)
+    planner.validate_together([good, bad])  # fails together: each is then checked alone
+    assert _apply(SOURCE, planner.edits_for(good)) == SOURCE.replace("q @ k", "q @ k * 2")
+    with pytest.raises(FixError):
+        planner.edits_for(bad)
+
+
+def test_import_and_comment_at_the_same_point_keep_imports_first():
+    source = "import torch\natt = torch.ones(2) @ torch.ones(2)\n"
+    fix = Fix("m", SAFE, comments=(CommentAbove(2, "why"),), imports=(AddImport("math"),))
+    fixed = apply_fixes(source, [fix]).text
+    assert fixed.index("import math\n") < fixed.index("# why\natt = ")
+    assert _apply(source, fix_edits(source, fix)) == apply_fixes(source, [fix]).text

@@ -14,7 +14,8 @@ from llmarch_lsp.fixes.model import SAFE, UNSAFE, Fix, Replace
 from llmarch_lsp.lsp.code_actions import FIX_ALL_KIND, code_actions
 from llmarch_lsp.lsp.diagnostics import Analysis, still_accurate, to_diagnostic
 from llmarch_lsp.lsp.documents import DocumentScheduler
-from llmarch_lsp.lsp.positions import PositionEncoder, split_lines
+from llmarch_lsp.lsp.positions import PositionEncoder
+from llmarch_lsp.text import split_lines
 from llmarch_lsp.lsp.settings import DEFAULT_DEBOUNCE_MS, parse_client_settings
 from llmarch_lsp.lsp.worker import AnalysisTimeout, AnalysisWorker
 from tests.lsp.conftest import apply_text_edits

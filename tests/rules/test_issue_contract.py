@@ -131,7 +131,7 @@ class Block(nn.Module):
 def block(body: str, depth: int | None = None) -> str:
     source = BLOCK + textwrap.indent(textwrap.dedent(body).strip("\n"), " " * 8) + "\n"
     if depth is not None:
-        source += f"\nclass Model(nn.Module):\n    def __init__(self, dim):\n        super().__init__()\n"
+        source += "\nclass Model(nn.Module):\n    def __init__(self, dim):\n        super().__init__()\n"
         source += f"        self.blocks = nn.ModuleList([Block(dim) for _ in range({depth})])\n"
     return source
 
