@@ -6,8 +6,10 @@ each residual addition (Post-LN), the arrangement of the original Transformer. N
 says so, and most modern recipes (GPT-2 onwards, ViT, LLaMA) use Pre-LN.
 
 ## Diagnosis
-A `TransformerEncoderLayer` or `TransformerDecoderLayer` is constructed without `norm_first=True`
-(the keyword is absent or literally `False`, and no `**kwargs` could supply it).
+A `TransformerEncoderLayer`, `TransformerDecoderLayer` or `Transformer` is constructed without
+`norm_first=True` (the keyword is absent or literally `False`, and no `**kwargs` could supply it).
+The depth comes from the `TransformerEncoder`/`TransformerDecoder` that stacks the layer, or from
+`nn.Transformer`'s own `num_encoder_layers`/`num_decoder_layers` (6 each by default).
 
 ## Hypothesis
 In a Post-LN stack every residual path passes through a LayerNorm, so the gradient reaching the
@@ -67,14 +69,21 @@ import ast
 
 from llmarch_lsp.analyzers.rule import Invalid, Option, Rule, RuleContext
 from llmarch_lsp.document import Document
+from llmarch_lsp.facts.imports import call_name
 from llmarch_lsp.findings import Confidence, Severity
 from llmarch_lsp.fixes.builders import cited_comment, set_keyword_argument
 from llmarch_lsp.fixes.model import UNSAFE, Fix
 
-_LAYERS = {"torch.nn.TransformerEncoderLayer": "TransformerEncoder", "torch.nn.TransformerDecoderLayer": "TransformerDecoder"}
+# Where `norm_first` sits among each constructor's positional parameters.
+_NORM_FIRST_POSITION = {
+    "torch.nn.TransformerEncoderLayer": 7,
+    "torch.nn.TransformerDecoderLayer": 7,
+    "torch.nn.Transformer": 11,
+}
 _STACKS = {"torch.nn.TransformerEncoder", "torch.nn.TransformerDecoder"}
-# `norm_first` is the eighth positional parameter of both layers.
-_NORM_FIRST_POSITION = 7
+_STACK_NAMES = {name.rsplit(".", 1)[-1] for name in _STACKS}
+# nn.Transformer's own depth: (parameter, position, PyTorch's default).
+_TRANSFORMER_DEPTHS = (("num_encoder_layers", 2, 6), ("num_decoder_layers", 3, 6))
 
 FIX_TITLE = "Use pre-norm (norm_first=True)"
 
@@ -86,9 +95,12 @@ def check(document: Document, context: RuleContext, rule: Rule):
         return
     for call in document.index.calls:
         qualified = document.qualified_name(call.func)
-        if qualified not in _LAYERS or not _builds_post_norm(call):
+        if qualified not in _NORM_FIRST_POSITION or not _builds_post_norm(call, _NORM_FIRST_POSITION[qualified]):
             continue
-        depth = _stack_depth(document, call)
+        if qualified == "torch.nn.Transformer":
+            depth = _transformer_depth(call)
+        else:
+            depth = _stack_depth(document, call)
         shallow = depth is not None and depth <= context.options["shallow-depth"]
         yield rule.finding(
             document,
@@ -99,7 +111,7 @@ def check(document: Document, context: RuleContext, rule: Rule):
         )
 
 
-def _builds_post_norm(call: ast.Call) -> bool:
+def _builds_post_norm(call: ast.Call, norm_first_position: int) -> bool:
     if any(isinstance(argument, ast.Starred) for argument in call.args):
         return False
     for keyword in call.keywords:
@@ -107,8 +119,8 @@ def _builds_post_norm(call: ast.Call) -> bool:
             return False
         if keyword.arg == "norm_first":
             return isinstance(keyword.value, ast.Constant) and keyword.value.value is False
-    if len(call.args) > _NORM_FIRST_POSITION:
-        value = call.args[_NORM_FIRST_POSITION]
+    if len(call.args) > norm_first_position:
+        value = call.args[norm_first_position]
         return isinstance(value, ast.Constant) and value.value is False
     return True
 
@@ -119,9 +131,11 @@ def _stack_depth(document: Document, layer_call: ast.Call) -> int | None:
     names = set()
     if isinstance(statement, ast.Assign):
         names = {target.id for target in statement.targets if isinstance(target, ast.Name)}
-    scope = document.index.enclosing_function(layer_call) or document.tree
-    for call in ast.walk(scope):
-        if not isinstance(call, ast.Call) or document.qualified_name(call.func) not in _STACKS:
+    scope = document.index.enclosing_function(layer_call)
+    for call in document.index.calls:
+        if call_name(call) not in _STACK_NAMES or document.qualified_name(call.func) not in _STACKS:
+            continue
+        if document.index.enclosing_function(call) is not scope:
             continue
         stacked = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg in ("encoder_layer", "decoder_layer")), None)
         if stacked is not layer_call and not (isinstance(stacked, ast.Name) and stacked.id in names):
@@ -130,6 +144,22 @@ def _stack_depth(document: Document, layer_call: ast.Call) -> int | None:
         if isinstance(depth, ast.Constant) and isinstance(depth.value, int):
             return depth.value
     return None
+
+
+def _transformer_depth(call: ast.Call) -> int | None:
+    """The deeper of nn.Transformer's encoder and decoder stacks, when both are known."""
+    depths = []
+    for name, position, default in _TRANSFORMER_DEPTHS:
+        value = next((k.value for k in call.keywords if k.arg == name), None)
+        if value is None and len(call.args) > position:
+            value = call.args[position]
+        if value is None:
+            depths.append(default)
+        elif isinstance(value, ast.Constant) and isinstance(value.value, int):
+            depths.append(value.value)
+        else:
+            return None
+    return max(depths)
 
 
 def _message(layer: str, depth: int | None) -> str:
@@ -160,7 +190,7 @@ def _fix(document: Document, call: ast.Call) -> Fix:
 RULE = Rule(
     code="LLM203",
     name="transformer-layer-post-norm",
-    summary="nn.TransformerEncoderLayer / nn.TransformerDecoderLayer built without norm_first=True",
+    summary="nn.TransformerEncoderLayer / nn.TransformerDecoderLayer / nn.Transformer built without norm_first=True",
     severity=Severity.WARNING,
     confidence=Confidence.HIGH,
     citation_keys=("xiong2020layer", "liu2020admin", "wang2019learning", "vaswani2017attention"),
@@ -191,6 +221,10 @@ RULE = Rule(
         layer = nn.TransformerEncoderLayer(512, 8, 2048, 0.1, "gelu", 1e-5, True, True)
         """,
         """
+        import torch.nn as nn
+        model = nn.Transformer(d_model=512, nhead=8, num_encoder_layers=12, norm_first=True)
+        """,
+        """
         import torch
         class TransformerEncoderLayer:  # a local class with the same name is not PyTorch's
             pass
@@ -198,6 +232,18 @@ RULE = Rule(
         """,
     ),
     invalid=(
+        Invalid(
+            """
+            import torch
+            seq2seq = torch.nn.Transformer(d_model=256, nhead=4, num_encoder_layers=12)
+            """,
+            at=("2:11-2:76",),
+            fixed="""
+            import torch
+            # Pre-norm: LayerNorm before each sublayer keeps gradients well-scaled at init (Xiong et al., 2020, arXiv:2002.04745)
+            seq2seq = torch.nn.Transformer(d_model=256, nhead=4, num_encoder_layers=12, norm_first=True)
+            """,
+        ),
         Invalid(
             """
             import torch.nn as nn

@@ -296,3 +296,13 @@ def test_llm301_quiet_for_lightning_and_for_models_that_are_not_transformers():
             optimizer.step()
     """
     assert codes(lightning, "LLM301") == [] and codes(mnist, "LLM301") == []
+
+
+def test_llm203_nn_transformer_uses_its_own_depth():
+    default = "import torch.nn as nn\nmodel = nn.Transformer(d_model=512, nhead=8)\n"
+    deep = "import torch.nn as nn\nmodel = nn.Transformer(512, 8, 12, 12)\n"
+    configured = "import torch.nn as nn\ndef build(cfg):\n    return nn.Transformer(512, 8, cfg.layers, cfg.layers)\n"
+    assert codes(default, "LLM203", Severity.HINT)  # the original 6-layer recipe: a legitimate choice
+    assert codes(deep, "LLM203", Severity.WARNING)
+    assert codes(configured, "LLM203", Severity.WARNING)
+    assert codes("import torch.nn as nn\nmodel = nn.Transformer(norm_first=True)\n", "LLM203") == []
