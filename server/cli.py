@@ -208,8 +208,12 @@ def _fix_file(path: Path, source: str, report: FileReport, settings: Settings, u
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename over it: never half a file."""
+    """Write to a temporary file beside `path`, then rename over it: never half a file.
+    A byte-order mark the file had is kept (reading dropped it from the text)."""
     mode = path.stat().st_mode
+    with path.open("rb") as original:
+        if original.read(3) == b"\xef\xbb\xbf":
+            text = "\ufeff" + text
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".llmarch-tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:

@@ -28,3 +28,9 @@ def line_starts(text: str) -> list[int]:
     for line in lines_with_ends(text):
         starts.append(starts[-1] + len(line))
     return starts
+
+
+def newline_of(text: str) -> str:
+    """The text's line ending, judged by its first line break (\\n when it has none)."""
+    match = _LINE_BREAK.search(text)
+    return match.group() if match else "\n"

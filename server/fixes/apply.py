@@ -16,7 +16,7 @@ from functools import cached_property
 
 from llmarch_lsp.findings import Span
 from llmarch_lsp.fixes.model import AddImport, Fix
-from llmarch_lsp.text import line_starts, lines_with_ends, split_lines
+from llmarch_lsp.text import line_starts, lines_with_ends, newline_of, split_lines
 
 
 class FixError(ValueError):
@@ -50,6 +50,8 @@ class FixPlanner:
         self._lines = split_lines(source)
         self._line_starts = line_starts(source)
         self._valid: set[Fix] = set()
+        # Inserted lines follow the file's own line endings (CRLF files stay CRLF).
+        self._newline = newline_of(source)
 
     def edits_for(self, fix: Fix) -> list[TextEdit]:
         """The edits that apply `fix` alone; FixError when the result would not parse."""
@@ -96,12 +98,15 @@ class FixPlanner:
 
     # ---- edits ------------------------------------------------------------------------
     def _direct_edits(self, fix: Fix) -> list[TextEdit]:
-        edits = [TextEdit(replacement.span, replacement.new_text) for replacement in fix.replacements]
+        edits = [TextEdit(replacement.span, self._with_newlines(replacement.new_text)) for replacement in fix.replacements]
         for comment in fix.comments:
             line = self._lines[comment.line - 1] if 1 <= comment.line <= len(self._lines) else ""
             indentation = line[: len(line) - len(line.lstrip())]
-            edits.append(TextEdit(Span(comment.line, 0, comment.line, 0), f"{indentation}# {comment.text}\n"))
+            edits.append(TextEdit(Span(comment.line, 0, comment.line, 0), f"{indentation}# {comment.text}{self._newline}"))
         return edits
+
+    def _with_newlines(self, text: str) -> str:
+        return text if self._newline == "\n" else text.replace("\r\n", "\n").replace("\n", self._newline)
 
     def _import_edits(self, imports: tuple[AddImport, ...]) -> list[TextEdit]:
         missing = tuple(wanted for wanted in dict.fromkeys(imports) if (wanted.module, wanted.name) not in self._imported)

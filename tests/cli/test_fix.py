@@ -31,3 +31,13 @@ def test_fix_rewrites_file_and_reports_what_remains(llmarch, project):
 def test_unsafe_fixes_without_fix_is_a_usage_error(llmarch, project):
     project({"model.py": POST_NORM_LAYER})
     assert llmarch("--check", "--unsafe-fixes").code == 2
+
+
+def test_fix_keeps_crlf_line_endings_and_a_byte_order_mark(llmarch, project):
+    original = ("\ufeff" + POST_NORM_LAYER).replace("\n", "\r\n").encode("utf-8")
+    root = project({"model.py": original})
+    assert llmarch("--check", "--fix", "--unsafe-fixes").code == 0
+    fixed = (root / "model.py").read_bytes()
+    assert fixed.startswith(b"\xef\xbb\xbf")
+    assert b"\n" not in fixed.replace(b"\r\n", b"")
+    assert b"norm_first=True" in fixed

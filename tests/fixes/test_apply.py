@@ -136,3 +136,11 @@ def test_import_and_comment_at_the_same_point_keep_imports_first():
     fixed = apply_fixes(source, [fix]).text
     assert fixed.index("import math\n") < fixed.index("# why\natt = ")
     assert _apply(source, fix_edits(source, fix)) == apply_fixes(source, [fix]).text
+
+
+def test_inserted_lines_follow_the_files_line_endings():
+    source = SOURCE.replace("\n", "\r\n")
+    fix = Fix("c", SAFE, replacements=(Replace(Span(5, 10, 5, 15), "q @ k\r\n    att = att"),), comments=(CommentAbove(5, "why"),))
+    fixed = apply_fixes(source, [fix]).text
+    assert "\n" not in fixed.replace("\r\n", "")
+    assert "    # why\r\n    att = q @ k\r\n    att = att  # (B, T, T)\r\n" in fixed
