@@ -80,6 +80,9 @@ _TRANSFORMER_MODULE = re.compile(
     r"(^|\.)(transformers|flash_attn|xformers|x_transformers|peft|trl|mingpt|nanogpt)(\.|$)|gpt|llama|bert|attention",
     re.IGNORECASE,
 )
+# Names a transformer library also exports that say nothing about the model being trained:
+# an LSTM trained on GPT-2's tokenizer is not a transformer.
+_NOT_A_MODEL = re.compile(r"Tokeni[sz]er|Config$|Processor|FeatureExtractor|Collator|^get_|^set_seed$|^logging$")
 _ATTENTION_ATTRIBUTE = re.compile(r"^(attn|c_attn|self_attn|attention|scaled_dot_product_attention)$|_attn$|_attention$")
 _LOOKS_LIKE_SCHEDULER = re.compile(r"sched|(^|[._])lr_|_lr$", re.IGNORECASE)
 
@@ -487,6 +490,8 @@ class TrainingFacts:
         for statement in (*index.by_type.get(ast.Import, ()), *index.by_type.get(ast.ImportFrom, ())):
             module = getattr(statement, "module", None) or ""
             for alias in statement.names:
+                if _NOT_A_MODEL.search(alias.name):
+                    continue
                 path = f"{module}.{alias.name}" if module else alias.name
                 if _TRANSFORMER_MODULE.search(path) or _TRANSFORMER_CLASS.search(alias.name):
                     return statement

@@ -306,3 +306,38 @@ def test_llm203_nn_transformer_uses_its_own_depth():
     assert codes(deep, "LLM203", Severity.WARNING)
     assert codes(configured, "LLM203", Severity.WARNING)
     assert codes("import torch.nn as nn\nmodel = nn.Transformer(norm_first=True)\n", "LLM203") == []
+
+
+def test_llm301_a_transformer_tokenizer_alone_is_no_sign_of_a_transformer():
+    lstm = """
+    import torch
+    import torch.nn as nn
+    from transformers import AutoTokenizer, GPT2TokenizerFast, AutoConfig, get_scheduler
+
+    tokenizer = AutoTokenizer.from_pretrained("gpt2")
+
+    class LSTMLM(nn.Module):
+        def __init__(self, vocab, dim=256):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, dim)
+            self.lstm = nn.LSTM(dim, dim, batch_first=True)
+            self.head = nn.Linear(dim, vocab)
+
+        def forward(self, x):
+            out, _ = self.lstm(self.embed(x))
+            return self.head(out)
+
+    model = LSTMLM(tokenizer.vocab_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for step in range(10000):
+        x = torch.randint(0, tokenizer.vocab_size, (8, 64))
+        loss = nn.functional.cross_entropy(model(x[:, :-1]).transpose(1, 2), x[:, 1:])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    """
+    assert codes(lstm, "LLM301") == []
+    with_a_transformer = lstm.replace("AutoTokenizer,", "AutoTokenizer, AutoModelForCausalLM,").replace(
+        "model = LSTMLM(tokenizer.vocab_size)", 'model = AutoModelForCausalLM.from_pretrained("gpt2")'
+    )
+    assert len(codes(with_a_transformer, "LLM301")) == 1
