@@ -9,7 +9,8 @@ often looks fine for a while; the damage is done in the first few hundred steps.
 ## Diagnosis
 The file builds an Adam-family optimizer, steps it inside a `for`/`while` loop (directly, through
 `scaler.step(optimizer)`, or in a function that the loop calls), and shows that a transformer is
-being trained (a transformer library import, a class named like GPT/Bert/Llama/ViT/...Attention,
+being trained (a model imported from a transformer library (a tokenizer or config alone does not
+count), a class named like GPT/Bert/Llama/ViT/...Attention,
 `nn.MultiheadAttention`, `scaled_dot_product_attention`). It stays silent whenever a warmup may
 exist: a `LambdaLR` whose factor can rise (or whose function it cannot see), `LinearLR` or
 `ConstantLR` starting below 1, `OneCycleLR`, a `SequentialLR` whose first stage warms up,
