@@ -31,12 +31,8 @@ def analyze_source(
     if not mentions_torch(source):
         report.skipped = True
         return report
-    line_count = source.count("\n") + 1
-    if line_count > settings.max_file_lines:
-        report.error = (
-            f"{line_count:,} lines is over the limit of {settings.max_file_lines:,} "
-            "(`max-file-lines` in [tool.llmarch]); not analyzed"
-        )
+    report.error = over_line_limit(source, settings)
+    if report.error:
         return report
     started = time.perf_counter()
     try:
@@ -68,6 +64,17 @@ def analyze_source(
         key=lambda finding: (finding.span, finding.code),
     )
     return report
+
+
+def over_line_limit(source: str, settings: Settings) -> str | None:
+    """Why a file is too long to analyze, or None."""
+    line_count = source.count("\n") + 1
+    if line_count <= settings.max_file_lines:
+        return None
+    return (
+        f"{line_count:,} lines is over the limit of {settings.max_file_lines:,} "
+        "(`max-file-lines` in [tool.llmarch]); not analyzed"
+    )
 
 
 def read_source(path: Path) -> str:

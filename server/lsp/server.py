@@ -20,6 +20,7 @@ from pygls.uris import to_fs_path
 
 from llmarch_lsp import __version__
 from llmarch_lsp.config import Settings, SettingsResolver
+from llmarch_lsp.engine import over_line_limit
 from llmarch_lsp.findings import Finding
 from llmarch_lsp.lsp import code_actions, hover
 from llmarch_lsp.lsp.diagnostics import Analysis, still_accurate
@@ -212,12 +213,9 @@ class LlmarchServer(LanguageServer):
         settings = self._settings_for(snapshot.uri)
         if not self.client_settings.enable:
             return Outcome(lines, settings)
-        if len(lines) > settings.max_file_lines:
-            note = (
-                f"{len(lines):,} lines is over the limit of {settings.max_file_lines:,} "
-                "(`max-file-lines` in [tool.llmarch]); not analyzed"
-            )
-            return Outcome(lines, settings, note=note)
+        too_long = over_line_limit(snapshot.source, settings)
+        if too_long:  # decided here, so a huge text is never shipped to the analysis child
+            return Outcome(lines, settings, note=too_long)
         path = _path_of(snapshot.uri) or snapshot.uri
         result = self.worker.run(snapshot.uri, snapshot.source, path, settings, self.encoder.encoding, TIME_BUDGET_SECONDS)
         if result.error:
