@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from lsprotocol import types as lsp
 
 from llmarch_lsp.findings import Finding, Span
-from llmarch_lsp.fixes.apply import FixError, TextEdit, apply_fixes, fix_edits, text_edits
+from llmarch_lsp.fixes.apply import FixError, FixPlanner, TextEdit, apply_fixes, text_edits
 from llmarch_lsp.lsp.diagnostics import Analysis, is_ours, to_diagnostic
 from llmarch_lsp.lsp.positions import PositionEncoder
 from llmarch_lsp.suppressions import with_ignore
@@ -31,8 +31,9 @@ def code_actions(
     editor = _EditBuilder(document, analysis.lines, encoder, versioned_edits)
     actions: list[lsp.CodeAction] = []
     if _wanted(lsp.CodeActionKind.QuickFix, params.context.only):
+        planner = FixPlanner(source)  # one per request: the document's imports are read once
         for finding, diagnostic in _targets(document.uri, analysis, encoder, params):
-            actions.extend(_quick_fixes(source, finding, diagnostic, analysis.lines, editor))
+            actions.extend(_quick_fixes(planner, finding, diagnostic, analysis.lines, editor))
     if _wanted(FIX_ALL_KIND, params.context.only):
         fix_all = _fix_all(source, analysis, editor)
         if fix_all is not None:
@@ -71,10 +72,10 @@ def _intersects(a: lsp.Range, b: lsp.Range) -> bool:
     return key(a.start) <= key(b.end) and key(b.start) <= key(a.end)
 
 
-def _quick_fixes(source: str, finding: Finding, diagnostic: lsp.Diagnostic, lines: Sequence[str], editor):
+def _quick_fixes(planner: FixPlanner, finding: Finding, diagnostic: lsp.Diagnostic, lines: Sequence[str], editor):
     if finding.fix is not None:
         try:
-            edits = fix_edits(source, finding.fix)
+            edits = planner.edits_for(finding.fix)
         except FixError:
             edits = []
         if edits:
