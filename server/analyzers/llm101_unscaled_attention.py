@@ -92,7 +92,7 @@ from collections import Counter
 
 from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
-from llmarch_lsp.facts.attention import ScoreProduct, attention_sites
+from llmarch_lsp.facts.attention import ScoreProduct
 from llmarch_lsp.findings import Confidence, Related, Severity
 from llmarch_lsp.fixes.builders import cited_comment
 from llmarch_lsp.fixes.model import UNSAFE, AddImport, Fix, Replace
@@ -106,7 +106,7 @@ RULE_DOCS = __doc__
 
 def check(document: Document, context: RuleContext, rule: Rule):
     unscaled: dict[int, tuple[ScoreProduct, ast.Call]] = {}
-    for site in attention_sites(document):
+    for site in document.attention:
         if site.scaling is None:
             for product in site.scores:
                 unscaled.setdefault(id(product.node), (product, site.softmax))

@@ -116,7 +116,6 @@ from llmarch_lsp.facts.training import (
     StepSite,
     TrainingFacts,
     literal_number,
-    training_facts,
 )
 from llmarch_lsp.findings import Confidence, Related, Severity, Span
 from llmarch_lsp.fixes.builders import cited_comment
@@ -139,7 +138,7 @@ _PROBE_NAME = re.compile(r"probe|classifier|^head$|^fc$|^linear", re.IGNORECASE)
 def check(document: Document, context: RuleContext, rule: Rule):
     if not document.imports.imports_module("torch"):
         return
-    facts = training_facts(document)
+    facts = document.training
     candidates = [optimizer for optimizer in facts.optimizers if optimizer.family == "adam"]
     if not candidates:
         return
@@ -221,7 +220,7 @@ def _trains_a_network(document: Document, optimizer: OptimizerSite) -> bool:
         return False
     return not any(
         document.qualified_name(site.value.func) == "torch.nn.Linear"
-        for site in training_facts(document).assignments_to(owner)
+        for site in document.training.assignments_to(owner)
         if isinstance(site.value, ast.Call)
     )
 

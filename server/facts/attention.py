@@ -88,14 +88,9 @@ class AttentionSite:
     scaling: ast.AST | None = None
 
 
-def attention_sites(document) -> list[AttentionSite]:
-    """Every softmax fed (through local data flow) by a query-key product, in source order.
-
-    Computed once per document (`Document.attention` caches it)."""
-    return document.attention
-
-
 def find_attention_sites(document) -> list[AttentionSite]:
+    """Every softmax fed (through local data flow) by a query-key product, in source order.
+    Rules read the cached result as `document.attention`."""
     return _AttentionFinder(document).sites()
 
 

@@ -8,7 +8,7 @@ deliberately coarse: the facts answer "could this be the same object", and rules
 certainty treat anything they cannot see (an optimizer handed to an unknown helper, a scheduler
 built elsewhere) as unknowable.
 
-Get the facts with `training_facts(document)`; they are computed once per document and cached.
+Rules read them as `document.training`, computed once per document and cached.
 """
 
 from __future__ import annotations
@@ -505,11 +505,6 @@ class TrainingFacts:
 
 
 # ---- helpers ----------------------------------------------------------------------------------
-
-def training_facts(document) -> TrainingFacts:
-    """Computed once per document (`Document.training` caches it)."""
-    return document.training
-
 
 def _bound_names(index, call: ast.Call) -> list[str]:
     parent = index.parent(call)
