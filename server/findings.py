@@ -23,9 +23,19 @@ class Severity(str, Enum):
 
 
 class Confidence(str, Enum):
+    """How sure the check is that this code has the problem it names."""
+
     HIGH = "high"
     MEDIUM = "medium"
     LOW = "low"
+
+
+class Evidence(str, Enum):
+    """How settled the literature behind the rule's advice is."""
+
+    ESTABLISHED = "established"  # replicated widely; standard practice in current recipes
+    CONTESTED = "contested"  # real results on both sides; the right call depends on the setup
+    PRELIMINARY = "preliminary"  # promising but from few papers or small scales
 
 
 @dataclass(frozen=True, order=True)
@@ -58,6 +68,8 @@ class Finding:
     citations: tuple[str, ...] = ()
     related: tuple[Related, ...] = ()
     fix: Fix | None = None
+    # Other ways to fix the same finding, offered as further code actions; never applied by --fix.
+    alternatives: tuple[Fix, ...] = ()
 
     def with_severity(self, severity: Severity) -> Finding:
         from dataclasses import replace

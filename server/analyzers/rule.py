@@ -14,7 +14,7 @@ from typing import Any
 
 from llmarch_lsp.citations import Citation, cite
 from llmarch_lsp.document import Document
-from llmarch_lsp.findings import Confidence, Finding, Related, Severity, Span
+from llmarch_lsp.findings import Confidence, Evidence, Finding, Related, Severity, Span
 
 DOC_SECTIONS = (
     "Problem",
@@ -79,6 +79,7 @@ class Rule:
     fix_title: str | None = None
     fix_safety: str | None = None  # "safe" | "unsafe" | None when the rule has no fix
     options: Mapping[str, Option] = field(default_factory=dict)
+    evidence: Evidence = Evidence.ESTABLISHED
 
     @property
     def citations(self) -> tuple[Citation, ...]:
@@ -109,6 +110,7 @@ class Rule:
         severity: Severity | None = None,
         related: Iterable[Related] = (),
         fix=None,
+        alternatives=(),
     ) -> Finding:
         span = where if isinstance(where, Span) else document.span_of(where)
         return Finding(
@@ -121,6 +123,7 @@ class Rule:
             citations=self.citation_keys,
             related=tuple(related),
             fix=fix,
+            alternatives=tuple(alternatives),
         )
 
 
