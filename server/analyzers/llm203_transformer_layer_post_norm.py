@@ -46,14 +46,23 @@ After:
 
     # Pre-norm: LayerNorm before each sublayer keeps gradients well-scaled at init (Xiong et al., 2020, arXiv:2002.04745)
     layer = nn.TransformerEncoderLayer(d_model=512, nhead=8, batch_first=True, norm_first=True)
-    encoder = nn.TransformerEncoder(layer, num_layers=12, norm=nn.LayerNorm(512))
+    # Nested tensors off: that fast path only runs post-norm layers, and PyTorch warns otherwise
+    encoder = nn.TransformerEncoder(layer, num_layers=12, enable_nested_tensor=False)
+
+The quick fix makes exactly this change (unsafe: the network computes a different function). When
+the layer is stacked by `nn.TransformerEncoder`, it also passes `enable_nested_tensor=False`: the
+nested-tensor inference path only handles post-norm layers, and PyTorch turns it off with a
+`UserWarning` for a norm-first layer, so saying it keeps the logs clean and the intent visible.
+It does not add the final norm (`norm=nn.LayerNorm(d_model)`), which needs the model width in the
+stack's scope; add it by hand. `nn.Transformer(norm_first=True)` still warns about nested tensors
+from inside PyTorch, which has no argument to turn that path off; the warning is harmless.
 
 ## Caveats
 No extra compute or memory: the same LayerNorms run in a different place. The change alters the
 network's function, so checkpoints trained post-norm do not load into a pre-norm model with the same
 meaning (the fix is marked unsafe). For shallow stacks (six layers or fewer) trained with warmup,
 Post-LN is a legitimate, well-established choice, so the finding is then only a hint (option
-`shallow-depth`). PyTorch's fast-path inference kernels support both settings. The evidence is
+`shallow-depth`). PyTorch's fused inference fast path supports both settings; only its nested-tensor padding skip needs post-norm. The evidence is
 strong and replicated (theory plus many large-scale recipes); Pre-LN can leave later layers
 under-used in very deep models, which DeepNorm-style scaling addresses.
 
@@ -97,17 +106,15 @@ def check(document: Document, context: RuleContext, rule: Rule):
         qualified = document.qualified_name(call.func)
         if qualified not in _NORM_FIRST_POSITION or not _builds_post_norm(call, _NORM_FIRST_POSITION[qualified]):
             continue
-        if qualified == "torch.nn.Transformer":
-            depth = _transformer_depth(call)
-        else:
-            depth = _stack_depth(document, call)
+        stack = None if qualified == "torch.nn.Transformer" else _stack_of(document, call)
+        depth = _transformer_depth(call) if qualified == "torch.nn.Transformer" else _stack_depth(stack)
         shallow = depth is not None and depth <= context.options["shallow-depth"]
         yield rule.finding(
             document,
             call,
             _message(qualified.rsplit(".", 1)[-1], depth),
             severity=Severity.HINT if shallow else None,
-            fix=_fix(document, call),
+            fix=_fix(document, call, stack),
         )
 
 
@@ -125,8 +132,8 @@ def _builds_post_norm(call: ast.Call, norm_first_position: int) -> bool:
     return True
 
 
-def _stack_depth(document: Document, layer_call: ast.Call) -> int | None:
-    """`num_layers` of the TransformerEncoder/Decoder that stacks this layer, when it is a literal."""
+def _stack_of(document: Document, layer_call: ast.Call) -> ast.Call | None:
+    """The `nn.TransformerEncoder(layer, ...)` / `nn.TransformerDecoder` call that stacks this layer."""
     statement = document.index.parent(layer_call)
     names = set()
     if isinstance(statement, ast.Assign):
@@ -138,11 +145,18 @@ def _stack_depth(document: Document, layer_call: ast.Call) -> int | None:
         if document.index.enclosing_function(call) is not scope:
             continue
         stacked = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg in ("encoder_layer", "decoder_layer")), None)
-        if stacked is not layer_call and not (isinstance(stacked, ast.Name) and stacked.id in names):
-            continue
-        depth = call.args[1] if len(call.args) > 1 else next((k.value for k in call.keywords if k.arg == "num_layers"), None)
-        if isinstance(depth, ast.Constant) and isinstance(depth.value, int):
-            return depth.value
+        if stacked is layer_call or (isinstance(stacked, ast.Name) and stacked.id in names):
+            return call
+    return None
+
+
+def _stack_depth(stack: ast.Call | None) -> int | None:
+    """The stack's `num_layers`, when it is a literal."""
+    if stack is None:
+        return None
+    depth = stack.args[1] if len(stack.args) > 1 else next((k.value for k in stack.keywords if k.arg == "num_layers"), None)
+    if isinstance(depth, ast.Constant) and isinstance(depth.value, int):
+        return depth.value
     return None
 
 
@@ -171,20 +185,33 @@ def _message(layer: str, depth: int | None) -> str:
     )
 
 
-def _fix(document: Document, call: ast.Call) -> Fix:
+def _fix(document: Document, call: ast.Call, stack: ast.Call | None) -> Fix:
     statement = document.index.enclosing_statement(call)
-    return Fix(
-        title=FIX_TITLE,
-        applicability=UNSAFE,
-        replacements=(set_keyword_argument(document, call, "norm_first", "True"),),
-        comments=(
-            cited_comment(
-                statement.lineno,
-                "Pre-norm: LayerNorm before each sublayer keeps gradients well-scaled at init",
-                "xiong2020layer",
-            ),
-        ),
-    )
+    replacements = [set_keyword_argument(document, call, "norm_first", "True")]
+    reason = "Pre-norm: LayerNorm before each sublayer keeps gradients well-scaled at init"
+    comments = []
+    if _needs_nested_tensor_off(document, stack):
+        # PyTorch's nested-tensor fast path only supports post-norm layers; with norm_first=True it
+        # is switched off anyway, with a UserWarning at construction. Saying so keeps logs clean.
+        replacements.append(set_keyword_argument(document, stack, "enable_nested_tensor", "False"))
+        stack_line = document.index.enclosing_statement(stack).lineno
+        if stack_line != statement.lineno:
+            comments.append(cited_comment(stack_line, _NESTED_TENSOR_REASON))
+        else:
+            reason = f"{reason}; {_NESTED_TENSOR_REASON[0].lower()}{_NESTED_TENSOR_REASON[1:]}"
+    comments.insert(0, cited_comment(statement.lineno, reason, "xiong2020layer"))
+    return Fix(title=FIX_TITLE, applicability=UNSAFE, replacements=tuple(replacements), comments=tuple(comments))
+
+
+_NESTED_TENSOR_REASON = "Nested tensors off: that fast path only runs post-norm layers, and PyTorch warns otherwise"
+
+
+def _needs_nested_tensor_off(document: Document, stack: ast.Call | None) -> bool:
+    if stack is None or document.qualified_name(stack.func) != "torch.nn.TransformerEncoder":
+        return False
+    if any(keyword.arg is None or keyword.arg == "enable_nested_tensor" for keyword in stack.keywords):
+        return False
+    return len(stack.args) <= 3  # (encoder_layer, num_layers, norm, enable_nested_tensor, ...)
 
 
 RULE = Rule(
@@ -255,7 +282,8 @@ RULE = Rule(
             import torch.nn as nn
             # Pre-norm: LayerNorm before each sublayer keeps gradients well-scaled at init (Xiong et al., 2020, arXiv:2002.04745)
             layer = nn.TransformerEncoderLayer(d_model=512, nhead=8, batch_first=True, norm_first=True)
-            encoder = nn.TransformerEncoder(layer, num_layers=12)
+            # Nested tensors off: that fast path only runs post-norm layers, and PyTorch warns otherwise
+            encoder = nn.TransformerEncoder(layer, num_layers=12, enable_nested_tensor=False)
             """,
         ),
         Invalid(
@@ -294,7 +322,7 @@ RULE = Rule(
             fixed="""
             import torch
             def encoder(d):
-                # Pre-norm: LayerNorm before each sublayer keeps gradients well-scaled at init (Xiong et al., 2020, arXiv:2002.04745)
+                # Pre-norm: LayerNorm before each sublayer keeps gradients well-scaled at init; nested tensors off: that fast path only runs post-norm layers, and PyTorch warns otherwise (Xiong et al., 2020, arXiv:2002.04745)
                 return torch.nn.TransformerEncoder(
                     torch.nn.TransformerEncoderLayer(
                         d,
@@ -302,6 +330,7 @@ RULE = Rule(
                         norm_first=True,
                     ),
                     num_layers=4,
+                    enable_nested_tensor=False,
                 )
             """,
         ),

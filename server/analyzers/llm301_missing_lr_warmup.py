@@ -85,9 +85,14 @@ After:
 
 ## Caveats
 Compute and memory cost is nil: one multiply per parameter group per step. The fix is unsafe (it
-changes the optimisation trajectory) and is offered only when the names are free and the optimizer
-has no schedule yet; a decay schedule must be combined with the warmup by hand (`SequentialLR`),
-since two `LambdaLR`-style schedulers overwrite each other. The warmup length is a hyperparameter:
+changes the optimisation trajectory) and is offered only when the names are free. It takes one of
+three shapes: a `LambdaLR` warmup when the optimizer has no schedule; a `SequentialLR` that runs a
+`LinearLR` warmup and then the existing decay schedule (rebound to the same name, so the loop's
+`scheduler.step()` drives both) when there is one torch decay schedule stepped once per optimizer
+step; and a named `warmup_steps` in place of `num_warmup_steps=0` for Hugging Face schedules. With
+the `SequentialLR` shape the decay starts after the warmup, so the run's schedule is `warmup_steps`
+longer than before; two independent schedulers on one optimizer would overwrite each other, so a
+file with several schedules, or one stepped per epoch, gets no fix. The warmup length is a hyperparameter:
 the inserted 1,000 steps is a placeholder. Warmup is established practice with strong empirical
 support; the variance explanation is one of several (Liu et al.; Xiong et al.), and RAdam is a
 drop-in alternative that needs no schedule change. Pre-LN models need much less warmup and small
@@ -128,7 +133,14 @@ RULE_DOCS = __doc__
 _FIX_REASON = "Linear warmup: Adam's second-moment estimate is noisy for the first steps; ramp the LR up"
 # Fewer optimizer steps than this (a smoke test, a few full-batch steps) have no early phase to protect.
 _SHORT_RUN = 100
-_LAMBDA_LR = "torch.optim.lr_scheduler.LambdaLR"
+_SEQUENTIAL_REASON = (
+    "Linear warmup, then the original schedule: Adam's second-moment estimate is noisy for the first steps"
+)
+# Decay schedules that SequentialLR can resume after a warmup stage (ReduceLROnPlateau needs a metric).
+_SEQUENTIAL_STAGES = {
+    "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts", "PolynomialLR",
+}
+_TORCH_SCHEDULERS = "torch.optim.lr_scheduler."
 _SCHEDULER_NAME = "scheduler"
 _WARMUP_NAME = "warmup_steps"
 # What a linear probe or a head-only fine-tune calls the only module it trains.
@@ -164,8 +176,7 @@ def check(document: Document, context: RuleContext, rule: Rule):
             optimizer.call,
             _message(optimizer, schedules),
             related=related,
-            # An existing schedule must be combined with the warmup by hand (SequentialLR).
-            fix=None if facts.schedulers else _fix(document, optimizer, steps),
+            fix=_fix_for(document, optimizer, steps, schedules),
         )
 
 
@@ -237,52 +248,173 @@ def _message(optimizer: OptimizerSite, schedules: list[SchedulerSite]) -> str:
     )
 
 
-def _fix(document: Document, optimizer: OptimizerSite, steps: list[StepSite]) -> Fix | None:
+def _fix_for(document: Document, optimizer: OptimizerSite, steps: list[StepSite], schedules: list[SchedulerSite]) -> Fix | None:
+    """The smallest warmup for what the code has: no schedule, a decay schedule, or an HF schedule at 0."""
+    facts = document.training
+    if not facts.schedulers:
+        return _lambda_warmup_fix(document, optimizer, steps)
+    if len(schedules) != 1 or len(facts.schedulers) != 1:
+        return None  # several schedules: which one to extend is the author's call
+    (schedule,) = schedules
+    if schedule.class_name.startswith("get_") or schedule.class_name == "get_scheduler":
+        return _named_warmup_fix(document, schedule)
+    if schedule.kind.startswith(_TORCH_SCHEDULERS) and schedule.class_name in _SEQUENTIAL_STAGES:
+        return _sequential_warmup_fix(document, optimizer, steps, schedule)
+    return None
+
+
+def _warmup_lines(document: Document, statement: ast.stmt, reason: str) -> str:
+    """The cited comment and the named warmup length, as lines to put after `statement`."""
+    indentation = document.indentation_of(statement.lineno)
+    comment = cited_comment(statement.end_lineno + 1, reason, "liu2020radam").text
+    return f"\n{indentation}# {comment}\n{indentation}{_WARMUP_NAME} = 1000  # tune: ~1-5% of training steps"
+
+
+def _lambda_warmup_fix(document: Document, optimizer: OptimizerSite, steps: list[StepSite]) -> Fix | None:
     """Insert a LambdaLR warmup after the optimizer and `scheduler.step()` after each loop step."""
-    index = document.index
-    statement = index.enclosing_statement(optimizer.call)
-    if not (
-        isinstance(statement, ast.Assign)
-        and statement.value is optimizer.call
-        and len(statement.targets) == 1
-        and isinstance(statement.targets[0], ast.Name)
-        and _owns_its_lines(document, statement)
-    ):
+    statement = _single_name_assignment(document, optimizer.call)
+    if statement is None or _word_in_source(document, _SCHEDULER_NAME) or _word_in_source(document, _WARMUP_NAME):
         return None
     optimizer_name = statement.targets[0].id
-    scope = index.enclosing_function(statement)
-    if _word_in_source(document, _SCHEDULER_NAME) or _word_in_source(document, _WARMUP_NAME):
+    step_statements = _step_statements(document, steps, optimizer_name, document.index.enclosing_function(statement))
+    if step_statements is None:
         return None
-    step_statements = []
-    for step in steps:
-        step_statement = index.enclosing_statement(step.call)
-        if not (isinstance(step_statement, ast.Expr) and step_statement.value is step.call):
-            return None
-        if step.optimizer != optimizer_name or not _owns_its_lines(document, step_statement):
-            return None
-        if scope is not None and index.enclosing_function(step_statement) is not scope:
-            return None  # a local `scheduler` would not be visible where the loop steps
-        step_statements.append(step_statement)
-
-    imports: tuple[AddImport, ...] = ()
-    lambda_lr = document.imports.local_name_for(_LAMBDA_LR)
+    lambda_lr, imports = _scheduler_class(document, "LambdaLR")
     if lambda_lr is None:
-        if _word_in_source(document, "LambdaLR"):
-            return None
-        lambda_lr, imports = "LambdaLR", (AddImport("torch.optim.lr_scheduler", "LambdaLR"),)
+        return None
     indentation = document.indentation_of(statement.lineno)
-    comment = cited_comment(statement.end_lineno + 1, _FIX_REASON, "liu2020radam").text
-    warmup = (
-        f"\n{indentation}# {comment}"
-        f"\n{indentation}{_WARMUP_NAME} = 1000  # tune: ~1-5% of training steps"
+    warmup = _warmup_lines(document, statement, _FIX_REASON) + (
         f"\n{indentation}{_SCHEDULER_NAME} = {lambda_lr}({optimizer_name}, "
         f"lambda step: min(1.0, (step + 1) / {_WARMUP_NAME}))"
     )
     replacements = [_after_line(document, statement.end_lineno, warmup)]
-    for step_statement in step_statements:
-        step_indentation = document.indentation_of(step_statement.lineno)
-        replacements.append(_after_line(document, step_statement.end_lineno, f"\n{step_indentation}{_SCHEDULER_NAME}.step()"))
+    replacements += _scheduler_steps_after(document, step_statements, _SCHEDULER_NAME)
     return Fix(title=FIX_TITLE, applicability=UNSAFE, replacements=tuple(replacements), imports=imports)
+
+
+def _sequential_warmup_fix(
+    document: Document, optimizer: OptimizerSite, steps: list[StepSite], schedule: SchedulerSite
+) -> Fix | None:
+    """Put a LinearLR warmup before the existing decay schedule with SequentialLR, under the same name.
+
+    The decay then starts at `warmup_steps` and runs its full course from there. Offered only when the
+    schedule is stepped once per optimizer step (or never, and we add that), so that `warmup_steps`
+    counts optimizer steps, not epochs.
+    """
+    statement = _single_name_assignment(document, schedule.call)
+    optimizer_statement = _single_name_assignment(document, optimizer.call)
+    if statement is None or optimizer_statement is None or _word_in_source(document, _WARMUP_NAME):
+        return None
+    scheduler_name, optimizer_name = statement.targets[0].id, optimizer_statement.targets[0].id
+    index = document.index
+    scope = index.enclosing_function(statement)
+    if index.enclosing_function(optimizer_statement) is not scope or statement.lineno < optimizer_statement.lineno:
+        return None
+    step_statements = _step_statements(document, steps, optimizer_name, scope)
+    if step_statements is None:
+        return None
+    schedule_steps = [
+        call for call in index.calls
+        if isinstance(call.func, ast.Attribute) and call.func.attr == "step" and dotted_name(call.func.value) == scheduler_name
+    ]
+    loops = {id(_innermost_loop(index, step)) for step in step_statements}
+    if any(id(_innermost_loop(index, call)) not in loops for call in schedule_steps):
+        return None  # stepped per epoch (or elsewhere): warmup_steps would not count optimizer steps
+    classes = [_scheduler_class(document, name) for name in ("SequentialLR", "LinearLR")]
+    if any(local is None for local, _ in classes):
+        return None
+    (sequential, sequential_import), (linear, linear_import) = classes
+    indentation = document.indentation_of(statement.lineno)
+    warmup = _warmup_lines(document, statement, _SEQUENTIAL_REASON) + (
+        f"\n{indentation}{scheduler_name} = {sequential}(\n"
+        f"{indentation}    {optimizer_name},\n"
+        f"{indentation}    [{linear}({optimizer_name}, start_factor=1.0 / {_WARMUP_NAME}, total_iters={_WARMUP_NAME}), {scheduler_name}],\n"
+        f"{indentation}    milestones=[{_WARMUP_NAME}],\n"
+        f"{indentation})"
+    )
+    replacements = [_after_line(document, statement.end_lineno, warmup)]
+    if not schedule_steps:
+        replacements += _scheduler_steps_after(document, step_statements, scheduler_name)
+    return Fix(title=FIX_TITLE, applicability=UNSAFE, replacements=tuple(replacements), imports=sequential_import + linear_import)
+
+
+def _named_warmup_fix(document: Document, schedule: SchedulerSite) -> Fix | None:
+    """`get_*_schedule_with_warmup(..., num_warmup_steps=0)`: name the warmup and give it a length."""
+    value = _argument_node(schedule.call, 2 if schedule.class_name == "get_scheduler" else 1, "num_warmup_steps")
+    statement = document.index.enclosing_statement(schedule.call)
+    if value is None or literal_number(value) != 0 or _word_in_source(document, _WARMUP_NAME):
+        return None
+    if not _owns_its_lines(document, statement):
+        return None
+    indentation = document.indentation_of(statement.lineno)
+    comment = cited_comment(statement.lineno, _FIX_REASON, "liu2020radam").text
+    before = Replace(
+        Span(statement.lineno, 0, statement.lineno, 0),
+        f"{indentation}# {comment}\n{indentation}{_WARMUP_NAME} = 1000  # tune: ~1-5% of training steps\n",
+    )
+    return Fix(title=FIX_TITLE, applicability=UNSAFE, replacements=(before, Replace(document.span_of(value), _WARMUP_NAME)))
+
+
+def _single_name_assignment(document: Document, call: ast.Call) -> ast.Assign | None:
+    """`name = <call>` on lines of its own, or None."""
+    statement = document.index.enclosing_statement(call)
+    if (
+        isinstance(statement, ast.Assign)
+        and statement.value is call
+        and len(statement.targets) == 1
+        and isinstance(statement.targets[0], ast.Name)
+        and _owns_its_lines(document, statement)
+    ):
+        return statement
+    return None
+
+
+def _step_statements(document: Document, steps: list[StepSite], optimizer_name: str, scope) -> list[ast.stmt] | None:
+    """The `optimizer.step()` statements, when each is a plain statement in `scope` (else None)."""
+    index = document.index
+    statements = []
+    for step in steps:
+        statement = index.enclosing_statement(step.call)
+        if not (isinstance(statement, ast.Expr) and statement.value is step.call):
+            return None
+        if step.optimizer != optimizer_name or not _owns_its_lines(document, statement):
+            return None
+        if scope is not None and index.enclosing_function(statement) is not scope:
+            return None  # a local scheduler would not be visible where the loop steps
+        statements.append(statement)
+    return statements
+
+
+def _scheduler_steps_after(document: Document, step_statements: list[ast.stmt], scheduler_name: str) -> list[Replace]:
+    return [
+        _after_line(document, statement.end_lineno, f"\n{document.indentation_of(statement.lineno)}{scheduler_name}.step()")
+        for statement in step_statements
+    ]
+
+
+def _scheduler_class(document: Document, name: str) -> tuple[str | None, tuple[AddImport, ...]]:
+    """How the file can name `torch.optim.lr_scheduler.<name>`, and the import that needs, if any."""
+    local = document.imports.local_name_for(f"torch.optim.lr_scheduler.{name}")
+    imports_from_schedulers = any(
+        target.startswith("torch.optim.lr_scheduler.") and target.rsplit(".", 1)[-1] == alias
+        for alias, target in document.imports.aliases.items()
+    )
+    if local is not None and not ("." in local and imports_from_schedulers):
+        return local, ()  # the file's own spelling, unless it already imports schedulers by name
+    if _word_in_source(document, name):
+        return None, ()  # the bare name means something else here
+    return name, (AddImport("torch.optim.lr_scheduler", name),)
+
+
+def _innermost_loop(index, node: ast.AST) -> ast.AST | None:
+    return index.enclosing(node, ast.For, ast.AsyncFor, ast.While)
+
+
+def _argument_node(call: ast.Call, position: int, keyword: str) -> ast.AST | None:
+    for item in call.keywords:
+        if item.arg == keyword:
+            return item.value
+    return call.args[position] if len(call.args) > position else None
 
 
 def _owns_its_lines(document: Document, statement: ast.stmt) -> bool:
@@ -518,6 +650,25 @@ RULE = Rule(
                 scheduler.step()
             """,
             at=("5:13-5:52",),
+            fixed="""
+            import torch.nn as nn
+            from torch import optim
+            from torch.optim.lr_scheduler import LinearLR, SequentialLR, CosineAnnealingLR
+            model = nn.TransformerEncoder(nn.TransformerEncoderLayer(256, 4, norm_first=True), 4)
+            optimizer = optim.Adam(model.parameters(), lr=1e-3)
+            scheduler = CosineAnnealingLR(optimizer, T_max=10_000)
+            # Linear warmup, then the original schedule: Adam's second-moment estimate is noisy for the first steps (Liu et al., 2020, arXiv:1908.03265)
+            warmup_steps = 1000  # tune: ~1-5% of training steps
+            scheduler = SequentialLR(
+                optimizer,
+                [LinearLR(optimizer, start_factor=1.0 / warmup_steps, total_iters=warmup_steps), scheduler],
+                milestones=[warmup_steps],
+            )
+            for batch in loader:
+                model(batch).sum().backward()
+                optimizer.step()
+                scheduler.step()
+            """,
         ),
         Invalid(
             """
@@ -532,6 +683,19 @@ RULE = Rule(
                 scheduler.step()
             """,
             at=("4:13-4:59",),
+            fixed="""
+            import torch
+            from transformers import AutoModelForMaskedLM, get_linear_schedule_with_warmup
+            model = AutoModelForMaskedLM.from_pretrained("bert-base-uncased")
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+            # Linear warmup: Adam's second-moment estimate is noisy for the first steps; ramp the LR up (Liu et al., 2020, arXiv:1908.03265)
+            warmup_steps = 1000  # tune: ~1-5% of training steps
+            scheduler = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=warmup_steps, num_training_steps=100_000)
+            for batch in loader:
+                model(**batch).loss.backward()
+                optimizer.step()
+                scheduler.step()
+            """,
         ),
         Invalid(
             """

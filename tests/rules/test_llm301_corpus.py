@@ -658,7 +658,12 @@ def test_finding_points_at_the_loop_step_and_the_warmup_free_schedule():
         (14, "stepped here, in a loop, from step 0 at the full learning rate"),
         (11, "`CosineAnnealingLR` starts at the full learning rate: it never warms up"),
     ]
-    assert finding.fix is None  # two schedulers on one optimizer would overwrite each other
+    # The decay schedule is kept, behind a LinearLR warmup stage, under the same name.
+    fixed = apply_fixes(_source(COSINE_WITHOUT_WARMUP), [finding.fix]).text
+    assert "scheduler = torch.optim.lr_scheduler.SequentialLR(" in fixed
+    assert "[torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / warmup_steps, total_iters=warmup_steps), scheduler]" in fixed
+    assert fixed.count("scheduler.step()") == 1  # already stepped per optimizer step: nothing added
+    assert _findings(fixed) == []
 
 
 def test_step_inside_a_function_the_loop_calls_counts():
