@@ -79,7 +79,7 @@ import ast
 from llmarch_lsp.analyzers.rule import Invalid, Option, Rule, RuleContext
 from llmarch_lsp.document import Document
 from llmarch_lsp.facts.imports import call_name
-from llmarch_lsp.findings import Confidence, Severity
+from llmarch_lsp.findings import Confidence, Evidence, Severity
 from llmarch_lsp.fixes.builders import cited_comment, set_keyword_argument
 from llmarch_lsp.fixes.model import UNSAFE, Fix
 
@@ -220,6 +220,7 @@ RULE = Rule(
     summary="nn.TransformerEncoderLayer / nn.TransformerDecoderLayer / nn.Transformer built without norm_first=True",
     severity=Severity.WARNING,
     confidence=Confidence.HIGH,
+    evidence=Evidence.ESTABLISHED,
     citation_keys=("xiong2020layer", "liu2020admin", "wang2019learning", "vaswani2017attention"),
     check=check,
     docs=RULE_DOCS,

@@ -122,7 +122,7 @@ from llmarch_lsp.facts.training import (
     TrainingFacts,
     literal_number,
 )
-from llmarch_lsp.findings import Confidence, Related, Severity, Span
+from llmarch_lsp.findings import Confidence, Evidence, Related, Severity, Span
 from llmarch_lsp.fixes.builders import cited_comment
 from llmarch_lsp.fixes.model import UNSAFE, AddImport, Fix, Replace
 
@@ -443,6 +443,7 @@ RULE = Rule(
     summary="Adam-family optimizer stepped by a training loop with no learning-rate warmup",
     severity=Severity.WARNING,
     confidence=Confidence.MEDIUM,
+    evidence=Evidence.ESTABLISHED,
     citation_keys=(
         "liu2020radam",
         "xiong2020layer",

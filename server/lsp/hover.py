@@ -50,7 +50,10 @@ def explain(rule: Rule | None, finding: Finding | None = None) -> str:
     if rule is None:
         return finding.message if finding else ""
     sections = rule.sections
-    parts = [f"**{rule.code} `{rule.name}`**" + (f" · {finding.severity.value}" if finding else "")]
+    severity = f" · {finding.severity.value}" if finding else ""
+    parts = [
+        f"**{rule.code} `{rule.name}`**{severity} · confidence {rule.confidence.value} · evidence {rule.evidence.value}"
+    ]
     parts.append(finding.message if finding else rule.summary)
     mechanism, *rest = _SECTIONS
     if sections.get(mechanism[0]):
