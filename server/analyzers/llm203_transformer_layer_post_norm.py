@@ -78,7 +78,6 @@ import ast
 
 from llmarch_lsp.analyzers.rule import Invalid, Option, Rule, RuleContext
 from llmarch_lsp.document import Document
-from llmarch_lsp.facts.imports import call_name
 from llmarch_lsp.findings import Confidence, Evidence, Severity
 from llmarch_lsp.fixes.builders import cited_comment, set_keyword_argument
 from llmarch_lsp.fixes.model import UNSAFE, Fix
@@ -89,6 +88,7 @@ _NORM_FIRST_POSITION = {
     "torch.nn.TransformerDecoderLayer": 7,
     "torch.nn.Transformer": 11,
 }
+_LAYER_NAMES = {name.rsplit(".", 1)[-1] for name in _NORM_FIRST_POSITION}
 _STACKS = {"torch.nn.TransformerEncoder", "torch.nn.TransformerDecoder"}
 _STACK_NAMES = {name.rsplit(".", 1)[-1] for name in _STACKS}
 # nn.Transformer's own depth: (parameter, position, PyTorch's default).
@@ -102,7 +102,7 @@ RULE_DOCS = __doc__
 def check(document: Document, context: RuleContext, rule: Rule):
     if not document.imports.imports_module("torch"):
         return
-    for call in document.index.calls:
+    for call in document.index.calls_named(*_LAYER_NAMES):
         qualified = document.qualified_name(call.func)
         if qualified not in _NORM_FIRST_POSITION or not _builds_post_norm(call, _NORM_FIRST_POSITION[qualified]):
             continue
@@ -139,8 +139,8 @@ def _stack_of(document: Document, layer_call: ast.Call) -> ast.Call | None:
     if isinstance(statement, ast.Assign):
         names = {target.id for target in statement.targets if isinstance(target, ast.Name)}
     scope = document.index.enclosing_function(layer_call)
-    for call in document.index.calls:
-        if call_name(call) not in _STACK_NAMES or document.qualified_name(call.func) not in _STACKS:
+    for call in document.index.calls_named(*_STACK_NAMES):
+        if document.qualified_name(call.func) not in _STACKS:
             continue
         if document.index.enclosing_function(call) is not scope:
             continue

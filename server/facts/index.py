@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
+from functools import cached_property
 
 
 class NodeIndex:
@@ -22,6 +23,23 @@ class NodeIndex:
     @property
     def calls(self) -> list[ast.Call]:
         return self.by_type.get(ast.Call, [])
+
+    @cached_property
+    def calls_by_name(self) -> dict[str, list[ast.Call]]:
+        """Every call grouped by the last part of its callee (`step`, `AdamW`, `ln_1`), in source order."""
+        grouped: dict[str, list[ast.Call]] = defaultdict(list)
+        for call in self.calls:
+            func = call.func
+            if isinstance(func, ast.Name):
+                grouped[func.id].append(call)
+            elif isinstance(func, ast.Attribute):
+                grouped[func.attr].append(call)
+        return grouped
+
+    def calls_named(self, *names: str) -> list[ast.Call]:
+        if len(names) == 1:
+            return self.calls_by_name.get(names[0], [])
+        return [call for name in names for call in self.calls_by_name.get(name, ())]
 
     @property
     def functions(self) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
