@@ -85,16 +85,52 @@ class Document:
         return ResidualFacts(self)
 
     @cached_property
+    def stacks(self):
+        from llmarch_lsp.facts.stacks import StackFacts
+
+        return StackFacts(self)
+
+    @cached_property
     def attention(self):
         from llmarch_lsp.facts.attention import find_attention_sites
 
         return find_attention_sites(self)
 
     @cached_property
+    def score_flow(self):
+        from llmarch_lsp.facts.score_flow import ScoreFlowFacts
+
+        return ScoreFlowFacts(self)
+
+    @cached_property
     def training(self):
         from llmarch_lsp.facts.training import TrainingFacts
 
         return TrainingFacts(self)
+
+    @cached_property
+    def loops(self):
+        from llmarch_lsp.facts.loops import LoopFacts
+
+        return LoopFacts(self)
+
+    @cached_property
+    def evaluation(self):
+        from llmarch_lsp.facts.evaluation import EvaluationFacts
+
+        return EvaluationFacts(self)
+
+    @cached_property
+    def config_values(self):
+        from llmarch_lsp.facts.config_values import ConfigValues
+
+        return ConfigValues(self)
+
+    @cached_property
+    def routers(self):
+        from llmarch_lsp.facts.routers import find_routers
+
+        return find_routers(self)
 
     def qualified_name(self, node: ast.AST) -> str | None:
         return self.imports.qualified_name(node)
