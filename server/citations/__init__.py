@@ -17,6 +17,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+# Last words of an author name that make it a group: cited by the group's name alone.
+_GROUP_WORDS = {"Team", "Workshop", "Collaboration", "Consortium", "Group"}
+
 @dataclass(frozen=True)
 class Citation:
     key: str
@@ -30,13 +33,22 @@ class Citation:
 
     @property
     def first_author_surname(self) -> str:
-        return self.authors[0].split()[-1] if self.authors else "Anonymous"
+        if not self.authors:
+            return "Anonymous"
+        if self.is_group_work:
+            return self.authors[0]  # "Gemma Team", not "Team"
+        return self.authors[0].split()[-1]
+
+    @property
+    def is_group_work(self) -> bool:
+        """The first author is a team or workshop that publishes under its own name."""
+        return bool(self.authors) and self.authors[0].split()[-1] in _GROUP_WORDS
 
     @property
     def author_short(self) -> str:
         """`Vaswani et al.`, `Loshchilov and Hutter`, `Smith`."""
         named = [author for author in self.authors if author != "et al."]
-        if len(self.authors) == 1:
+        if len(self.authors) == 1 or self.is_group_work:
             return self.first_author_surname
         if len(self.authors) == 2 and len(named) == 2:
             return f"{self.first_author_surname} and {named[1].split()[-1]}"

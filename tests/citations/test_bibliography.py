@@ -42,3 +42,10 @@ def test_rendering_uses_exact_fields():
 def test_unknown_key_is_refused():
     with pytest.raises(KeyError):
         cite("nobody2099imaginary")
+
+
+def test_group_authors_are_cited_by_the_group_name():
+    # "BigScience Workshop" and "Gemma Team" publish as groups: "Workshop et al." would be wrong.
+    assert cite("bigscience2022bloom").short() == "BigScience Workshop, 2022"
+    assert cite("gemma2024gemma").short() == "Gemma Team, 2024"
+    assert cite("vaswani2017attention").short() == "Vaswani et al., 2017"
