@@ -57,16 +57,30 @@ dimension: small for d_head = 16, large at 64-128.
 ## Implementation
 Before:
 
-    att = q @ k.transpose(-2, -1)  # (B, nh, T, T)
+    att = q @ k.transpose(-2, -1)
     att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
     att = F.softmax(att, dim=-1)
 
-After:
+After (the quick fix):
 
     # Scale logits by 1/sqrt(d_head) so their variance stays ~1 and softmax does not saturate (Vaswani et al., 2017, arXiv:1706.03762)
     att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, T, T)
     att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
     att = F.softmax(att, dim=-1)
+
+The factor is what the code already has: a `self.scale` (or `scaling`, `softmax_scale`) set to an
+inverse square root and never read, else the head size the q/k views use (`self.head_dim ** -0.5`),
+else `k.size(-1)`. It is written `1.0 / math.sqrt(d)` only where `math.sqrt` is already imported,
+and `d ** -0.5` otherwise, so no import is added. A trailing shape comment is written when the code
+states the shapes of q and k (their own comments, or `view(B, T, nh, hs).transpose(1, 2)`).
+
+Where the whole softmax(q·kᵀ)·v chain is exactly one `F.scaled_dot_product_attention` call (the
+conditions are LLM103's), a second action replaces the chain with that call, which applies the
+1/sqrt(d) scale by default and never materializes the scores (O(T) memory, Dao et al., 2022); a
+causal `tril` mask becomes `is_causal=True` and dropout becomes
+`dropout_p=self.attn_dropout.p if self.training else 0.0`. It is offered in editors only, never
+applied by `--fix`. Both fixes are unsafe: they change the model's function (the added scale), and
+the SDPA call also sums in a different order.
 
 ## Caveats
 One elementwise multiply over the T×T scores: negligible compute and no extra memory (fold it into
@@ -88,39 +102,47 @@ of the query/key projections.
 from __future__ import annotations
 
 import ast
+import re
 from collections import Counter
 
 from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
-from llmarch_lsp.facts.attention import ScoreProduct
-from llmarch_lsp.findings import Confidence, Related, Severity
+from llmarch_lsp.facts.attention import AttentionSite, ScoreProduct
+from llmarch_lsp.findings import Confidence, Related, Severity, Span
 from llmarch_lsp.fixes.builders import cited_comment
-from llmarch_lsp.fixes.model import UNSAFE, AddImport, Fix, Replace
+from llmarch_lsp.fixes.model import UNSAFE, Fix, Replace
+from llmarch_lsp.fixes.scopes import per_document
+from llmarch_lsp.fixes.sdpa import attention_chain, sdpa_fix, uses_fused_attention
+from llmarch_lsp.fixes.shapes import head_size, scores_shape, trailing_comment
 
 FIX_TITLE = "Scale scores by 1/sqrt(d)"
 _FIX_REASON = "Scale logits by 1/sqrt(d_head) so their variance stays ~1 and softmax does not saturate"
 _MESSAGE_EXPRESSION_LIMIT = 60
+# Attributes that hold a precomputed 1/sqrt(d_head): `self.scale = head_dim ** -0.5`.
+_SCALE_ATTRIBUTES = ("scale", "scaling", "softmax_scale", "attn_scale", "attention_scale")
+_INVERSE_SQRT = re.compile(r"\*\*\s*\(?\s*-\s*0?\.5|rsqrt|/\s*(?:math\.)?sqrt\b")
 
 RULE_DOCS = __doc__
 
 
 def check(document: Document, context: RuleContext, rule: Rule):
-    unscaled: dict[int, tuple[ScoreProduct, ast.Call]] = {}
+    unscaled: dict[int, tuple[ScoreProduct, AttentionSite]] = {}
     for site in document.attention:
         if site.scaling is None:
             for product in site.scores:
-                unscaled.setdefault(id(product.node), (product, site.softmax))
+                unscaled.setdefault(id(product.node), (product, site))
     # `q @ kᵀ + q @ rᵀ` (content + position terms): scaling one term alone would be wrong, so
     # products that share a statement get no automatic fix.
     per_statement = Counter(id(document.index.enclosing_statement(product.node)) for product, _ in unscaled.values())
-    for product, softmax in sorted(unscaled.values(), key=lambda pair: document.span_of(pair[0].node)):
+    for product, site in sorted(unscaled.values(), key=lambda pair: document.span_of(pair[0].node)):
         shared = per_statement[id(document.index.enclosing_statement(product.node))] > 1
         yield rule.finding(
             document,
             product.node,
             _message(document, product),
-            related=(Related(document.span_of(softmax), "softmax taken here"),),
+            related=(Related(document.span_of(site.softmax), "softmax taken here"),),
             fix=None if shared else _fix(document, product),
+            alternatives=() if shared else _sdpa_alternative(document, site),
         )
 
 
@@ -134,26 +156,122 @@ def _message(document: Document, product: ScoreProduct) -> str:
     )
 
 
+def _sdpa_alternative(document: Document, site: AttentionSite) -> tuple[Fix, ...]:
+    """Where the whole softmax(q·kᵀ)·v is one SDPA call exactly, offer that call (it scales by default)."""
+    if uses_fused_attention(document, site.softmax):
+        return ()
+    chain = attention_chain(document, site)
+    return () if chain is None else (sdpa_fix(document, chain),)
+
+
 def _fix(document: Document, product: ScoreProduct) -> Fix | None:
-    head_dimension = _head_dimension(document, product)
-    if head_dimension is None:
+    factor = _scale_factor(document, product)
+    if factor is None:
         return None
-    sqrt = document.imports.local_name_for("math.sqrt")
-    imports = () if sqrt else (AddImport("math"),)
     scores = document.segment(product.node)
     if isinstance(product.node, ast.BinOp):  # `(q @ kᵀ) * c` reads better than `q @ kᵀ * c`
         scores = f"({scores})"
-    scaled = f"{scores} * (1.0 / {sqrt or 'math.sqrt'}({head_dimension}))"
+    scaled = f"{scores} * {factor}"
     if _binds_tighter_than_product(document, product.node):
         scaled = f"({scaled})"
     statement = document.index.enclosing_statement(product.node)
+    replacements = [Replace(document.span_of(product.node), scaled)]
+    shape_comment = _shape_comment(document, product, statement)
+    if shape_comment is not None:
+        replacements.append(shape_comment)
     return Fix(
         title=FIX_TITLE,
         applicability=UNSAFE,
-        replacements=(Replace(document.span_of(product.node), scaled),),
+        replacements=tuple(replacements),
         comments=(cited_comment(statement.lineno, _FIX_REASON, "vaswani2017attention"),),
-        imports=imports,
     )
+
+
+def _scale_factor(document: Document, product: ScoreProduct) -> str | None:
+    """What to multiply by, preferring what the code already has: an unused `self.scale`, then the
+    head size its own views use (`self.head_dim`), then `k.size(-1)`. `math.sqrt` only if imported."""
+    unused = _unused_scale_attribute(document, product.node)
+    if unused is not None:
+        return f"self.{unused}"
+    head = None
+    for operand, axis in ((product.key_base, product.key_head_axis), (product.query, product.query_head_axis)):
+        if axis == -1:
+            found = head_size(document, operand, product.node)
+            if found is not None:
+                head = document.segment(found)
+                break
+    if head is None:
+        head = _head_dimension(document, product)
+    if head is None:
+        return None
+    sqrt = document.imports.local_name_for("math.sqrt")
+    return f"(1.0 / {sqrt}({head}))" if sqrt else f"({head} ** -0.5)"
+
+
+def _unused_scale_attribute(document: Document, node: ast.AST) -> str | None:
+    """`self.scale = head_dim ** -0.5` set in the class and read nowhere: the author meant to use it."""
+    owner = document.index.enclosing(node, ast.ClassDef)
+    if owner is None or not _sets_a_scale_attribute(owner):
+        return None  # most classes: no need to look at the file's attributes at all
+    first, last = owner.lineno, owner.end_lineno or owner.lineno
+    assigned: dict[str, list[ast.expr]] = {}
+    read: set[str] = set()
+    for attribute in per_document(document, "scale-attributes", lambda: _scale_attributes(document)):
+        if not first <= attribute.lineno <= last:
+            continue
+        if isinstance(attribute.ctx, ast.Store):
+            statement = document.index.parent(attribute)
+            if isinstance(statement, ast.Assign) and statement.value is not None:
+                assigned.setdefault(attribute.attr, []).append(statement.value)
+        else:
+            read.add(attribute.attr)
+    for name in _SCALE_ATTRIBUTES:
+        values = assigned.get(name)
+        if values and name not in read and len(values) == 1 and _INVERSE_SQRT.search(document.segment(values[0])):
+            if not isinstance(values[0], ast.Call):  # a Parameter or tensor would be a learned scale
+                return name
+    return None
+
+
+def _sets_a_scale_attribute(owner: ast.ClassDef) -> bool:
+    """`self.scale = ...` as a statement of one of the class's methods (where `__init__` sets it)."""
+    for method in owner.body:
+        if isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for statement in method.body:
+                if isinstance(statement, ast.Assign) and any(
+                    isinstance(target, ast.Attribute) and target.attr in _SCALE_ATTRIBUTES for target in statement.targets
+                ):
+                    return True
+    return False
+
+
+def _scale_attributes(document: Document) -> list[ast.Attribute]:
+    """Every `self.scale`, `self.scaling`, ... in the file, read or written (one pass over the index)."""
+    return [
+        attribute
+        for attribute in document.index.nodes(ast.Attribute)
+        if attribute.attr in _SCALE_ATTRIBUTES and isinstance(attribute.value, ast.Name) and attribute.value.id == "self"
+    ]
+
+
+def _shape_comment(document: Document, product: ScoreProduct, statement: ast.stmt) -> Replace | None:
+    """`  # (B, nh, T, T)` after `att = q @ k.transpose(-2, -1)` when q's and k's shapes are stated."""
+    if not (
+        isinstance(statement, ast.Assign)
+        and statement.value is product.node
+        and statement.lineno == statement.end_lineno
+        and trailing_comment(document, statement) is None
+        and product.key_head_axis == -1
+    ):
+        return None
+    shape = scores_shape(document, product.query, product.key_base, product.node)
+    if shape is None:
+        return None
+    line = document.line_text(statement.lineno)
+    if line[document.span_of(statement).end_column :].strip():
+        return None
+    end = len(line.rstrip())
+    return Replace(Span(statement.lineno, end, statement.lineno, len(line)), f"  # {shape}")
 
 
 def _head_dimension(document: Document, product: ScoreProduct) -> str | None:
@@ -286,11 +404,9 @@ RULE = Rule(
             at=("3:11-3:34",),
             fixed="""
             import torch.nn.functional as F
-            import math
-
             def attend(q, k, v, mask):
                 # Scale logits by 1/sqrt(d_head) so their variance stays ~1 and softmax does not saturate (Vaswani et al., 2017, arXiv:1706.03762)
-                att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, T, T)
+                att = (q @ k.transpose(-2, -1)) * (k.size(-1) ** -0.5)  # (B, nh, T, T)
                 att = att.masked_fill(mask == 0, float("-inf"))
                 att = F.softmax(att, dim=-1)
                 return att @ v
@@ -364,6 +480,62 @@ RULE = Rule(
                     # Scale logits by 1/sqrt(d_head) so their variance stays ~1 and softmax does not saturate (Vaswani et al., 2017, arXiv:1706.03762)
                     scores = (q.matmul(k.mT) * (1.0 / math.sqrt(k.size(-1)))).masked_fill(mask, float("-inf"))
                     return self.softmax(scores).matmul(v)
+            """,
+        ),
+        # Hugging Face style: the head size its own views use, and the shape its comments state.
+        Invalid(
+            """
+            import torch
+            from torch import nn
+            class Attention(nn.Module):
+                def forward(self, hidden_states):
+                    bsz, q_len, _ = hidden_states.size()
+                    query_states = self.q_proj(hidden_states).view(bsz, q_len, self.num_heads, self.head_dim).transpose(1, 2)
+                    key_states = self.k_proj(hidden_states).view(bsz, q_len, self.num_heads, self.head_dim).transpose(1, 2)
+                    attn_weights = torch.matmul(query_states, key_states.transpose(2, 3))
+                    return nn.functional.softmax(attn_weights, dim=-1)
+            """,
+            at=("8:24-8:78",),
+            fixed="""
+            import torch
+            from torch import nn
+            class Attention(nn.Module):
+                def forward(self, hidden_states):
+                    bsz, q_len, _ = hidden_states.size()
+                    query_states = self.q_proj(hidden_states).view(bsz, q_len, self.num_heads, self.head_dim).transpose(1, 2)
+                    key_states = self.k_proj(hidden_states).view(bsz, q_len, self.num_heads, self.head_dim).transpose(1, 2)
+                    # Scale logits by 1/sqrt(d_head) so their variance stays ~1 and softmax does not saturate (Vaswani et al., 2017, arXiv:1706.03762)
+                    attn_weights = torch.matmul(query_states, key_states.transpose(2, 3)) * (self.head_dim ** -0.5)  # (bsz, num_heads, q_len, q_len)
+                    return nn.functional.softmax(attn_weights, dim=-1)
+            """,
+        ),
+        # timm style: the scale is computed in __init__ and never used.
+        Invalid(
+            """
+            from torch import nn
+            class Attention(nn.Module):
+                def __init__(self, dim, num_heads=8):
+                    super().__init__()
+                    self.num_heads = num_heads
+                    self.scale = (dim // num_heads) ** -0.5
+                def forward(self, q, k, v):
+                    attn = q @ k.transpose(-2, -1)
+                    attn = attn.softmax(dim=-1)
+                    return attn @ v
+            """,
+            at=("8:16-8:39",),
+            fixed="""
+            from torch import nn
+            class Attention(nn.Module):
+                def __init__(self, dim, num_heads=8):
+                    super().__init__()
+                    self.num_heads = num_heads
+                    self.scale = (dim // num_heads) ** -0.5
+                def forward(self, q, k, v):
+                    # Scale logits by 1/sqrt(d_head) so their variance stays ~1 and softmax does not saturate (Vaswani et al., 2017, arXiv:1706.03762)
+                    attn = (q @ k.transpose(-2, -1)) * self.scale
+                    attn = attn.softmax(dim=-1)
+                    return attn @ v
             """,
         ),
     ),

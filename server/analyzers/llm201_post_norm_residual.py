@@ -64,9 +64,8 @@ Before:
 After:
 
     def forward(self, x):
-        # Pre-norm: normalize the sublayer's input and keep the residual path an identity (Xiong et al., 2020, arXiv:2002.04745)
+        # Pre-norm: normalize the sublayer's input and keep the residual path an identity; a pre-norm stack needs a final norm before the output head (Xiong et al., 2020, arXiv:2002.04745)
         x = x + self.attn(self.ln_1(x))
-        # Pre-norm: normalize the sublayer's input and keep the residual path an identity (Xiong et al., 2020, arXiv:2002.04745)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -74,12 +73,28 @@ After:
     x = self.ln_f(x)
     logits = self.lm_head(x)
 
-The quick fix rewrites only the direct form `x = norm(x + f(x, ...))`; it cannot add the final norm.
+The quick fix rewrites every post-norm sublayer of the block's forward in one edit, for these
+spellings: `x = norm(x + f(x))` becomes `x = x + f(norm(x))` (a sublayer that reads the stream
+several times, `self_attn(x, x, x)`, reads `x_norm = norm(x)` bound once); a sublayer called on
+the line before (`a, _ = self.attn(x, x, x)` then `x = norm(x + drop(a))`) reads the normalized
+stream and the sum stays; `y = x + f(x)` then `x = norm(y)` folds into `x = x + f(norm(x))`; and the
+Hugging Face spelling with a saved residual (`residual = h` ... `h = residual + h; h = norm(h)`)
+moves the norm up to right after `residual = h`. If any post-norm sublayer of the forward has
+another spelling, there is no fix: half a pre-norm block is neither design.
+
+A second action makes the same change behind an ablation flag: `self.pre_norm = True` after
+`super().__init__()`, and in forward `if self.pre_norm:` the rewritten statements, `else:` the
+original ones verbatim, so `pre_norm = False` reproduces the original outputs exactly. A constant
+flag set in `__init__` turns the post-norm branch off, and the rule does not report it. Neither
+action can add the final norm the model then needs; the comment says so.
 
 ## Caveats
-No extra compute or memory: the same norms run in a different place (plus one final norm). The fix
-changes the network's function, so a checkpoint trained post-norm means something else in the
-rewritten model (the fix is unsafe), and the model needs a final norm before the head. The
+No extra compute or memory: the same norms run in a different place (plus one final norm). Both fixes
+change the network's function, so a checkpoint trained post-norm means something else in the
+rewritten model (they are unsafe: `--fix` applies the plain rewrite only with `--unsafe-fixes`, and
+the ablation variant only from an editor), and the model needs a final norm before the head. Branches
+a placement flag selects (`if self.norm_first: ... else: <post-norm>`) get no fix: the other branch
+already is the pre-norm design. The
 evidence is strong and replicated (theory plus most large-scale recipes), but Post-LN is not
 wrong: for shallow stacks (six layers or fewer, option `shallow-depth`) trained with warmup, such as
 the original base Transformer and BERT-base, it is well established and often reaches slightly
@@ -107,12 +122,13 @@ import re
 
 from llmarch_lsp.analyzers.rule import Invalid, Option, Rule, RuleContext
 from llmarch_lsp.document import Document
-from llmarch_lsp.facts.residuals import NormalizedResidualSum, added_terms
+from llmarch_lsp.facts.modules import ModuleClass
+from llmarch_lsp.facts.residuals import NormalizedResidualSum
 from llmarch_lsp.findings import Confidence, Related, Severity
-from llmarch_lsp.fixes.builders import cited_comment
-from llmarch_lsp.fixes.model import UNSAFE, Fix, Replace
+from llmarch_lsp.fixes.model import UNSAFE
+from llmarch_lsp.fixes.prenorm import PRE_NORM_TITLE, pre_norm_fixes
 
-FIX_TITLE = "Move the norm before the sublayer (pre-norm)"
+FIX_TITLE = PRE_NORM_TITLE
 
 RULE_DOCS = __doc__
 
@@ -131,8 +147,14 @@ def check(document: Document, context: RuleContext, rule: Rule):
             continue
         depth = residuals.stack_depth(module.name)
         shallow = depth is not None and depth <= context.options["shallow-depth"]
+        reported = []
         for found in sums:
-            configurable = _placement_is_a_flag(document, found.norm_call)
+            placement = _placement_flag(document, module, found.norm_call)
+            if placement is not _OFF:
+                reported.append((found, placement is _CONFIGURABLE))
+        # One rewrite for the whole forward; a branch a flag selects is the user's other design.
+        fix, ablation = pre_norm_fixes(document, module, [found for found, configurable in reported if not configurable])
+        for found, configurable in reported:
             related = ()
             if found.via_temporary:
                 related = (Related(document.span_of(found.add), "the residual sum that is normalized"),)
@@ -143,22 +165,52 @@ def check(document: Document, context: RuleContext, rule: Rule):
                 # A flag-selected branch is the user's choice, unknowable here: only a hint.
                 severity=Severity.HINT if shallow or configurable else None,
                 related=related,
-                fix=_fix(document, found),
+                fix=None if configurable else fix,
+                alternatives=() if configurable or ablation is None else (ablation,),
             )
 
 
 _PLACEMENT_FLAG = re.compile(r"norm|pre_?ln|post_?ln|before", re.IGNORECASE)
 _FLAG_NOTE = "; a flag selects this branch, so check which placement your configs use"
+_CONFIGURABLE, _OFF = object(), object()
 
 
-def _placement_is_a_flag(document: Document, node: ast.AST) -> bool:
-    """True inside `if self.norm_first: ... else: <here>` and similar placement switches."""
+def _placement_flag(document: Document, module: ModuleClass, node: ast.AST):
+    """_CONFIGURABLE inside `if self.norm_first: ... else: <here>` and similar placement switches;
+    _OFF when the switch is a constant the class sets (`self.pre_norm = True`, as the ablation fix
+    writes) and this branch is the one it turns off; None otherwise."""
+    child = node
     for ancestor in document.index.ancestors(node):
         if isinstance(ancestor, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            return False
-        if isinstance(ancestor, (ast.If, ast.IfExp)) and _PLACEMENT_FLAG.search(document.segment(ancestor.test)):
-            return True
-    return False
+            return None
+        if isinstance(ancestor, ast.If) and _PLACEMENT_FLAG.search(document.segment(ancestor.test)):
+            taken = _constant_test(document, module, ancestor.test)
+            if taken is not None and (child in ancestor.body) != taken:
+                return _OFF
+            return _CONFIGURABLE
+        if isinstance(ancestor, ast.IfExp) and _PLACEMENT_FLAG.search(document.segment(ancestor.test)):
+            return _CONFIGURABLE
+        child = ancestor
+    return None
+
+
+def _constant_test(document: Document, module: ModuleClass, test: ast.expr) -> bool | None:
+    """The value of `self.flag` / `not self.flag` when every assignment in the class sets one constant."""
+    negated = isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not)
+    flag = test.operand if negated else test
+    if not (isinstance(flag, ast.Attribute) and isinstance(flag.value, ast.Name) and flag.value.id == "self"):
+        return None
+    values = set()
+    for node in ast.walk(module.node):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+        for target in targets:
+            if isinstance(target, ast.Attribute) and target.attr == flag.attr and isinstance(target.value, ast.Name) and target.value.id == "self":
+                value = getattr(node, "value", None)
+                values.add(value.value if isinstance(value, ast.Constant) and isinstance(value.value, bool) and isinstance(node, ast.Assign) else None)
+    if len(values) != 1 or None in values:
+        return None
+    (value,) = values
+    return value != negated
 
 
 def _message(document: Document, found: NormalizedResidualSum, depth: int | None) -> str:
@@ -169,45 +221,6 @@ def _message(document: Document, found: NormalizedResidualSum, depth: int | None
     return (
         f"post-norm residual{stack}: `{found.norm_label}` normalizes after the add `{add}`; Post-LN has "
         "large gradients near the output at init, so deep stacks need warmup and can diverge (Xiong et al., 2020)"
-    )
-
-
-def _fix(document: Document, found: NormalizedResidualSum) -> Fix | None:
-    """Only `x = norm(x + f(x, ...))` on one line: the sublayer's first argument is the stream itself."""
-    norm_call, add, stream, branch = found.norm_call, found.add, found.stream, found.branch
-    if found.via_temporary or len(norm_call.args) != 1 or norm_call.keywords or norm_call.args[0] is not add:
-        return None
-    statement = document.index.parent(norm_call)
-    if not (
-        isinstance(statement, ast.Assign)
-        and statement.value is norm_call
-        and len(statement.targets) == 1
-        and isinstance(statement.targets[0], ast.Name)
-        and statement.targets[0].id == stream.id
-    ):
-        return None
-    if len(added_terms(add)) != 2 or not isinstance(branch, ast.Call) or not branch.args:
-        return None
-    first_argument = branch.args[0]
-    if not isinstance(first_argument, ast.Name) or first_argument.id != stream.id:
-        return None
-    if norm_call.lineno != norm_call.end_lineno:
-        return None
-    add_span, argument_span = document.span_of(add), document.span_of(first_argument)
-    add_text = document.segment(add)
-    normalized_stream = f"{document.segment(norm_call.func)}({stream.id})"
-    start, end = argument_span.column - add_span.column, argument_span.end_column - add_span.column
-    return Fix(
-        title=FIX_TITLE,
-        applicability=UNSAFE,
-        replacements=(Replace(document.span_of(norm_call), add_text[:start] + normalized_stream + add_text[end:]),),
-        comments=(
-            cited_comment(
-                statement.lineno,
-                "Pre-norm: normalize the sublayer's input and keep the residual path an identity",
-                "xiong2020layer",
-            ),
-        ),
     )
 
 
@@ -368,7 +381,7 @@ RULE = Rule(
                     self.mlp = MLP(d)
                     self.ln_2 = nn.LayerNorm(d)
                 def forward(self, x):
-                    # Pre-norm: normalize the sublayer's input and keep the residual path an identity (Xiong et al., 2020, arXiv:2002.04745)
+                    # Pre-norm: normalize the sublayer's input and keep the residual path an identity; a pre-norm stack needs a final norm before the output head (Xiong et al., 2020, arXiv:2002.04745)
                     x = x + self.attn(self.ln_1(x))
                     x = self.mlp(self.ln_2(x)) + x
                     return x
@@ -398,6 +411,25 @@ RULE = Rule(
                     return x
             """,
             at=("12:13-12:51", "14:13-14:26"),
+            fixed="""
+            import torch.nn as nn
+            class EncoderLayer(nn.Module):
+                def __init__(self, d, heads):
+                    super().__init__()
+                    self.self_attn = nn.MultiheadAttention(d, heads)
+                    self.ff = nn.Sequential(nn.Linear(d, 4 * d), nn.ReLU(), nn.Linear(4 * d, d))
+                    self.norm1 = nn.LayerNorm(d)
+                    self.norm2 = nn.LayerNorm(d)
+                    self.dropout = nn.Dropout(0.1)
+                def forward(self, x, mask=None):
+                    # Pre-norm: normalize the sublayer's input and keep the residual path an identity; a pre-norm stack needs a final norm before the output head (Xiong et al., 2020, arXiv:2002.04745)
+                    x_norm = self.norm1(x)
+                    attended, _ = self.self_attn(x_norm, x_norm, x_norm, attn_mask=mask)
+                    x = x + self.dropout(attended)
+                    # Pre-norm: normalize the sublayer's input and keep the residual path an identity; a pre-norm stack needs a final norm before the output head (Xiong et al., 2020, arXiv:2002.04745)
+                    x = x + self.dropout(self.ff(self.norm2(x)))
+                    return x
+            """,
         ),
         # Functional norm and an RMSNorm subclass, written as `return norm(sum)`.
         Invalid(
@@ -418,6 +450,23 @@ RULE = Rule(
                     return self.ffn_norm(h + out)
             """,
             at=("12:13-12:62", "14:16-14:38"),
+            fixed="""
+            import torch
+            import torch.nn.functional as F
+            class LlamaRMSNorm(torch.nn.Module):
+                pass
+            class Layer(torch.nn.Module):
+                def __init__(self, d):
+                    super().__init__()
+                    self.attention = Attention(d)
+                    self.feed_forward = FeedForward(d)
+                    self.ffn_norm = LlamaRMSNorm(d)
+                def forward(self, h):
+                    # Pre-norm: normalize the sublayer's input and keep the residual path an identity; a pre-norm stack needs a final norm before the output head (Xiong et al., 2020, arXiv:2002.04745)
+                    h = h + self.attention(F.layer_norm(h, h.shape[-1:]))
+                    out = self.feed_forward(self.ffn_norm(h))
+                    return h + out
+            """,
         ),
     ),
 )

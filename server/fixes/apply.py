@@ -75,9 +75,13 @@ class FixPlanner:
         skipped: list[Fix] = []
         imports: list[AddImport] = []
         comments_placed: set[tuple[int, str]] = set()
+        placed: list[Fix] = []  # as placed: without comments an earlier fix already wrote
         for fix in fixes:
-            fix = _without_repeated_comments(self._lines, fix, comments_placed)
-            edits = [self._offsets(edit, _FIX_RANK) for edit in self._direct_edits(fix)]
+            if fix in applied:  # one rewrite shared by several findings (a whole block) fixes each of them
+                applied.append(fix)
+                continue
+            unrepeated = _without_repeated_comments(self._lines, fix, comments_placed)
+            edits = [self._offsets(edit, _FIX_RANK) for edit in self._direct_edits(unrepeated)]
             if any(_overlaps(edit, other) for edit in edits for other in accepted):
                 skipped.append(fix)
                 continue
@@ -85,6 +89,7 @@ class FixPlanner:
             comments_placed.update((comment.line, comment.text) for comment in fix.comments)
             imports.extend(fix.imports)
             applied.append(fix)
+            placed.append(unrepeated)
         accepted.extend(self._offsets(edit, _IMPORT_RANK) for edit in self._import_edits(tuple(imports)))
         text = self.source
         for start, end, _, new_text in sorted(accepted, reverse=True):
@@ -93,7 +98,7 @@ class FixPlanner:
             ast.parse(text)
         except SyntaxError as error:
             raise FixError(f"the fixed text would not parse: {error.msg} (line {error.lineno})") from None
-        self._valid.update(applied)
+        self._valid.update(placed)
         return FixResult(text, tuple(applied), tuple(skipped))
 
     # ---- edits ------------------------------------------------------------------------
@@ -170,14 +175,18 @@ def fix_edits(source: str, fix: Fix) -> list[TextEdit]:
 
 
 def _without_repeated_comments(lines: list[str], fix: Fix, placed: set[tuple[int, str]]) -> Fix:
-    """One explanatory comment serves a run of consecutive statements fixed for the same reason,
-    and a comment already above the statement is not written again."""
-    kept = tuple(
-        comment
-        for comment in fix.comments
-        if (comment.line - 1, comment.text) not in placed
-        and not (2 <= comment.line <= len(lines) + 1 and lines[comment.line - 2].strip() == f"# {comment.text}")
-    )
+    """One explanatory comment serves a run of consecutive statements fixed for the same reason
+    (by this fix or an earlier one), and a comment already above the statement is not written again."""
+    seen = set(placed)
+    kept = []
+    for comment in sorted(fix.comments, key=lambda comment: comment.line):
+        repeated = (comment.line - 1, comment.text) in seen or (
+            2 <= comment.line <= len(lines) + 1 and lines[comment.line - 2].strip() == f"# {comment.text}"
+        )
+        seen.add((comment.line, comment.text))
+        if not repeated:
+            kept.append(comment)
+    kept = tuple(kept)
     return fix if kept == fix.comments else replace(fix, comments=kept)
 
 

@@ -12,8 +12,14 @@ from llmarch_lsp.fixes.model import CommentAbove, Replace
 
 def cited_comment(statement_line: int, reason: str, *citation_keys: str) -> CommentAbove:
     """`# <reason> (Xiong et al., 2020, arXiv:2002.04745)` above the statement on that line."""
+    return CommentAbove(statement_line, cited_text(reason, *citation_keys))
+
+
+def cited_text(reason: str, *citation_keys: str) -> str:
+    """`<reason> (Xiong et al., 2020, arXiv:2002.04745)`: the text of a cited comment, for a comment
+    that goes above a line the fix itself inserts."""
     references = "; ".join(cite(key).inline() for key in citation_keys)
-    return CommentAbove(statement_line, f"{reason} ({references})" if references else reason)
+    return f"{reason} ({references})" if references else reason
 
 
 def set_keyword_argument(document: Document, call: ast.Call, name: str, value: str) -> Replace:

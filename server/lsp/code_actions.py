@@ -1,4 +1,5 @@
-"""Code actions: a rule's quick fix, "Ignore CODE on this line", and fix-all on a document.
+"""Code actions: a rule's quick fix and its alternatives, "Ignore CODE on this line", and fix-all on
+a document (primary fixes only: an alternative is a choice a person makes).
 
 Edits are computed from the document's current text (the analysis of its current version),
 never from positions a client remembered, and a result that would not parse is refused.
@@ -73,17 +74,21 @@ def _intersects(a: lsp.Range, b: lsp.Range) -> bool:
 
 
 def _quick_fixes(planner: FixPlanner, finding: Finding, diagnostic: lsp.Diagnostic, lines: Sequence[str], editor):
-    if finding.fix is not None:
+    """The finding's fix, then each alternative (another way to fix it, only ever picked by a person),
+    then "Ignore CODE on this line". A fix whose result would not parse is left out."""
+    fixes = ([finding.fix] if finding.fix is not None else []) + list(finding.alternatives)
+    for position, fix in enumerate(fixes):
         try:
-            edits = planner.edits_for(finding.fix)
+            edits = planner.edits_for(fix)
         except FixError:
-            edits = []
+            continue
         if edits:
             yield lsp.CodeAction(
-                title=f"llmarch ({finding.code}): {finding.fix.title}",
+                title=f"llmarch ({finding.code}): {fix.title}",
                 kind=lsp.CodeActionKind.QuickFix,
                 diagnostics=[diagnostic],
-                is_preferred=finding.fix.is_safe,
+                # Only the primary fix, and only when it keeps the program's meaning, is preferred.
+                is_preferred=fix.is_safe and position == 0 and finding.fix is not None,
                 edit=editor.workspace_edit(edits),
             )
     ignore = _ignore_edit(finding, lines)

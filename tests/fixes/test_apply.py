@@ -144,3 +144,22 @@ def test_inserted_lines_follow_the_files_line_endings():
     fixed = apply_fixes(source, [fix]).text
     assert "\n" not in fixed.replace("\r\n", "")
     assert "    # why\r\n    att = q @ k\r\n    att = att  # (B, T, T)\r\n" in fixed
+
+
+def test_a_fix_shared_by_several_findings_is_applied_once_and_counts_for_each():
+    block = Fix("block", SAFE, replacements=(Replace(Span(5, 10, 5, 15), "q @ k * 2"),), comments=(CommentAbove(5, "why"),))
+    result = apply_fixes(SOURCE, [block, block])
+    assert result.applied == (block, block) and result.skipped == ()
+    assert result.text.count("q @ k * 2") == 1 and result.text.count("# why") == 1
+
+
+def test_one_fix_writes_one_comment_over_consecutive_statements():
+    source = "def f(x):\n    x = a(x)\n    x = b(x)\n    return x\n"
+    both = Fix(
+        "ab",
+        SAFE,
+        replacements=(Replace(Span(2, 8, 2, 12), "c(x)"), Replace(Span(3, 8, 3, 12), "d(x)")),
+        comments=(CommentAbove(2, "why"), CommentAbove(3, "why")),
+    )
+    assert apply_fixes(source, [both]).text == "def f(x):\n    # why\n    x = c(x)\n    x = d(x)\n    return x\n"
+    assert _apply(source, fix_edits(source, both)) == apply_fixes(source, [both]).text

@@ -31,9 +31,12 @@ TIMEOUT = 15.0
 HEADLINE = {"model.py": ["LLM101", "LLM201", "LLM203"], "train.py": ["LLM301"]}
 FLAGGED_TEXT = {  # how each headline finding starts in the examples
     "LLM101": "q @ k.transpose(-2, -1)",
+    "LLM103": "att = q @ k.transpose(-2, -1)",
     "LLM201": "self.ln_",
     "LLM203": "nn.TransformerEncoderLayer(",
     "LLM301": "torch.optim.AdamW(",
+    "LLM304": "torch.optim.AdamW(",
+    "LLM501": "nn.Linear(n_embd, vocab_size",
 }
 
 # A flagged call after non-ASCII text (Greek, an astral-plane emoji, an em dash).

@@ -107,3 +107,71 @@ async def test_quick_fix_edits_are_right_on_non_ascii_lines(session):
     _, ignore = await _action(session, uri, "LLM203", IGNORE_LLM203)
     session.edit(uri, session.edits_of(uri, ignore))
     assert "# (B, T, C) — shape  # llmarch: ignore[LLM203]\n" in session.texts[uri]
+
+
+# ---- alternatives: more than one way to fix a finding ------------------------------------------
+
+SCALE_LLM101 = "llmarch (LLM101): Scale scores by 1/sqrt(d)"
+SDPA_LLM101 = "llmarch (LLM101): Use scaled_dot_product_attention (fused, O(T) memory)"
+ABLATION_LLM201 = "llmarch (LLM201): Pre-norm behind an ablation flag (self.pre_norm)"
+
+
+def _expected_edits(session, uri, fix):
+    """The fix's own edits, as the server must send them (the client's position encoding)."""
+    from llmarch_lsp.fixes.apply import fix_edits
+    from llmarch_lsp.text import split_lines
+
+    text = session.texts[uri]
+    lines = split_lines(text)
+    return [(session.encoder.range(lines, edit.span), edit.new_text) for edit in fix_edits(text, fix)]
+
+
+async def test_llm101_offers_the_scale_fix_and_the_sdpa_alternative_with_exactly_their_edits(session):
+    from llmarch_lsp.engine import analyze_source
+
+    uri = session.open(example("model.py"))
+    diagnostic = await _diagnostic(session, uri, "LLM101")
+    actions = await session.code_actions(uri, diagnostic.range, [diagnostic])
+    titles = [action.title for action in actions]
+    # The primary fix first, then the alternative, then the ignore action.
+    assert titles == [SCALE_LLM101, SDPA_LLM101, "Ignore LLM101 on this line"]
+    (finding,) = [f for f in analyze_source(session.texts[uri], "model.py").findings if f.code == "LLM101"]
+    scale, sdpa = actions[0], actions[1]
+    assert not scale.is_preferred and not sdpa.is_preferred  # both change numerics
+    assert [(e.range, e.new_text) for e in session.edits_of(uri, scale)] == _expected_edits(session, uri, finding.fix)
+    (alternative,) = finding.alternatives
+    assert [(e.range, e.new_text) for e in session.edits_of(uri, sdpa)] == _expected_edits(session, uri, alternative)
+
+    # Picking the alternative clears both attention findings: the manual chain is gone.
+    session.edit(uri, session.edits_of(uri, sdpa))
+    assert "F.scaled_dot_product_attention(q, k, v, is_causal=True)" in session.texts[uri]
+    remaining = codes(await session.diagnostics(uri))
+    assert "LLM101" not in remaining and "LLM103" not in remaining
+
+
+async def test_llm201_ablation_alternative_keeps_the_original_behind_a_flag(session):
+    uri = session.open(example("model.py"))
+    diagnostic, ablation = await _action(session, uri, "LLM201", ABLATION_LLM201)
+    session.edit(uri, session.edits_of(uri, ablation))
+    text = session.texts[uri]
+    assert "        self.pre_norm = True\n" in text
+    assert "        if self.pre_norm:\n            x = x + self.attn(self.ln_1(x))\n" in text
+    assert "        else:\n            x = self.ln_1(x + self.attn(x))\n" in text
+    compile(text, "model.py", "exec")
+    assert "LLM201" not in codes(await session.diagnostics(uri))
+
+
+async def test_fix_all_applies_primary_fixes_never_alternatives(session):
+    uri = session.open(example("model.py"))
+    await session.diagnostics(uri)
+    whole = lsp.Range(start=lsp.Position(0, 0), end=lsp.Position(len(session.texts[uri].splitlines()), 0))
+    session.configure({"llmarch": {"fixAll": {"unsafe": True}, "debounceMs": 30}})
+    (fix_all,) = await session.code_actions(uri, whole, only=[FIX_ALL])
+    session.edit(uri, session.edits_of(uri, fix_all))
+    text = session.texts[uri]
+    assert "self.pre_norm" not in text  # the ablation variant is a person's choice
+    assert "x = x + self.attn(self.ln_1(x))" in text
+    # Where LLM101 and LLM103 both apply, the SDPA rewrite (LLM103's fix) settles both at once.
+    assert "F.scaled_dot_product_attention(q, k, v, is_causal=True)" in text
+    await session.diagnostics(uri)  # the analysis of the fixed text
+    assert await session.code_actions(uri, whole, only=[FIX_ALL]) == []  # fix-all again: nothing left to do

@@ -26,7 +26,7 @@ async def test_did_change_configuration_select_relints_open_documents(session):
     assert "LLM203" in codes(await session.diagnostics(uri))
     mark = session.mark()
     session.configure({"select": ["LLM1"], "debounceMs": TEST_DEBOUNCE_MS})  # bare, without "llmarch"
-    assert set(codes(await session.diagnostics(uri, after=mark))) == {"LLM101"}
+    assert set(codes(await session.diagnostics(uri, after=mark))) == {"LLM101", "LLM103"}
 
     mark = session.mark()
     session.configure({"llmarch": {"enable": False}})

@@ -791,8 +791,8 @@ def test_t5_style_in_place_bias_and_float_softmax_is_flagged():
     assert ranges(code) == ["7:18-7:72"]
     (finding,) = findings(code)
     fixed = apply_fixes(textwrap.dedent(code).lstrip("\n"), [finding.fix]).text
-    assert "scores = torch.matmul(query_states, key_states.transpose(3, 2)) * (1.0 / math.sqrt(key_states.size(-1)))" in fixed
-    assert "import math" in fixed
+    assert "scores = torch.matmul(query_states, key_states.transpose(3, 2)) * (key_states.size(-1) ** -0.5)" in fixed
+    assert "import math" not in fixed  # `** -0.5` needs no import
 
 
 def test_alibi_bias_without_scale_is_flagged_and_two_heads_of_a_branch():
@@ -881,7 +881,7 @@ def test_module_level_script_is_analysed():
     assert ranges(code) == ["3:25-3:32"]
     (finding,) = findings(code)
     fixed = apply_fixes(textwrap.dedent(code).lstrip("\n"), [finding.fix]).text
-    assert "weights = torch.softmax((Q @ K.T) * (1.0 / math.sqrt(K.size(-1))), dim=-1)" in fixed
+    assert "weights = torch.softmax((Q @ K.T) * (K.size(-1) ** -0.5), dim=-1)" in fixed
 
 
 def test_multiline_score_expression_range_and_fix():
@@ -912,7 +912,7 @@ def test_score_used_as_method_receiver_gets_parentheses():
     """
     (finding,) = findings(code)
     fixed = apply_fixes(textwrap.dedent(code).lstrip("\n"), [finding.fix]).text
-    assert "(torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))).masked_fill(" in fixed
+    assert "(torch.matmul(q, k.transpose(-2, -1)) * (k.size(-1) ** -0.5)).masked_fill(" in fixed
     assert RULE.run(Document(fixed)) == []
 
 

@@ -666,7 +666,13 @@ def test_hf_bart_post_ln_written_with_a_residual_variable():
     assert _ranges(findings) == ["23:25-23:65", "30:25-30:61"]
     # The sum sits on its own line; the finding points there too.
     assert [f.related[0].span.line for f in findings] == [22, 29]
-    assert all(f.fix is None for f in findings)
+    # One rewrite of the whole forward: each norm moves up to right after `residual = hidden_states`.
+    assert findings[0].fix is findings[1].fix is not None
+    fixed = apply_fixes(textwrap.dedent(HF_BART_ENCODER_LAYER).lstrip("\n"), [findings[0].fix]).text
+    lines = fixed.splitlines()
+    assert lines[lines.index("        residual = hidden_states") + 2] == "        hidden_states = self.self_attn_layer_norm(hidden_states)"
+    assert "        hidden_states = self.final_layer_norm(hidden_states)\n        hidden_states = self.activation_fn(" in fixed
+    assert _findings(fixed) == []
 
 
 VIA_TEMPORARIES = """
@@ -701,7 +707,12 @@ class AugmentedAssignBlock(nn.Module):
 def test_post_norm_through_temporaries():
     findings = _findings(VIA_TEMPORARIES)
     assert _ranges(findings) == ["12:13-12:34", "14:13-14:28", "24:13-24:25"]
-    assert [f.fix is None for f in findings] == [True, True, True]
+    # `h = self.attn(x)` feeding the sum is rewritten, and `y = x + f(x); x = norm(y)` folds into one
+    # line; `x += f(x)` then `x = norm(x)` has no rewrite.
+    assert [f.fix is None for f in findings] == [False, False, True]
+    fixed = apply_fixes(textwrap.dedent(VIA_TEMPORARIES).lstrip("\n"), [findings[0].fix]).text
+    assert "        h = self.attn(self.norm_attn(x))\n        x = x + h\n" in fixed
+    assert "        x = x + self.ff(self.norm_ff(x))\n" in fixed
 
 
 FUNCTIONAL_AND_RMSNORM = """
@@ -903,16 +914,71 @@ def test_fix_rewrites_the_direct_form_to_pre_norm():
     assert findings[0].fix.applicability == "unsafe"
     fixed = apply_fixes(source, [findings[0].fix]).text
     assert fixed.splitlines()[7:9] == [
-        "        # Pre-norm: normalize the sublayer's input and keep the residual path an identity "
-        "(Xiong et al., 2020, arXiv:2002.04745)",
+        "        # Pre-norm: normalize the sublayer's input and keep the residual path an identity; a pre-norm stack "
+        "needs a final norm before the output head (Xiong et al., 2020, arXiv:2002.04745)",
         "        x = x + self.attn(self.norm(x), mask=mask)  # (B, T, C)",
     ]
     assert RULE.run(Document(fixed)) == []
 
 
-def test_no_fix_when_the_sublayer_does_not_take_the_stream_first():
+def test_sublayer_fed_by_the_previous_statement_reads_the_normalized_stream():
     findings = _findings(DECODER_WITH_CROSS_ATTENTION)
-    assert all(f.fix is None for f in findings)
+    assert len({id(f.fix) for f in findings}) == 1 and findings[0].fix is not None
+    fixed = apply_fixes(textwrap.dedent(DECODER_WITH_CROSS_ATTENTION).lstrip("\n"), [findings[0].fix]).text
+    # Self-attention reads the stream three times: normalized once and bound; cross-attention
+    # normalizes only its query (the memory is not the residual stream).
+    assert "        tgt_norm = self.norm1(tgt)\n        attended = self.self_attn(tgt_norm, tgt_norm, tgt_norm, attn_mask=tgt_mask)[0]\n" in fixed
+    assert "        crossed, _ = self.cross_attn(self.norm2(tgt), memory, memory)\n        tgt = tgt + self.drop(crossed)\n" in fixed
+    assert _findings(fixed) == []
+
+
+def test_no_fix_when_part_of_the_forward_has_no_rewrite():
+    code = """
+    import torch.nn as nn
+    class Block(nn.Module):
+        def __init__(self, d):
+            super().__init__()
+            self.attn = Attention(d)
+            self.mlp = MLP(d)
+            self.ln_1 = nn.LayerNorm(d)
+            self.ln_2 = nn.LayerNorm(d)
+        def forward(self, x):
+            x = self.ln_1(x + self.attn(x))
+            h = self.mlp(x)
+            x += h
+            x = self.ln_2(x)
+            return x
+    """
+    findings = _findings(code)
+    assert len(findings) == 2
+    # Half a pre-norm block is neither design: the rewrite is all or nothing.
+    assert all(f.fix is None and f.alternatives == () for f in findings)
+
+
+def test_flag_selected_branches_get_no_rewrite():
+    assert all(f.fix is None and not f.alternatives for f in _findings(TORCH_STYLE_ENCODER_LAYER))
+
+
+def test_a_constant_flag_that_selects_pre_norm_silences_the_post_norm_branch():
+    code = """
+    import torch.nn as nn
+    class Block(nn.Module):
+        def __init__(self, d):
+            super().__init__()
+            self.pre_norm = True
+            self.attn = Attention(d)
+            self.ln = nn.LayerNorm(d)
+        def forward(self, x):
+            if self.pre_norm:
+                x = x + self.attn(self.ln(x))
+            else:
+                x = self.ln(x + self.attn(x))
+            return x
+    """
+    assert _findings(code) == []
+    # Switched to post-norm by default, or set from a config: the branch runs, so it is reported.
+    assert len(_findings(code.replace("self.pre_norm = True", "self.pre_norm = False"))) == 1
+    assert len(_findings(code.replace("self.pre_norm = True", "self.pre_norm = config.pre_norm"))) == 1
 
 
 def test_rule_is_silent_without_torch():
