@@ -132,5 +132,11 @@ class Document:
 
         return find_routers(self)
 
+    @cached_property
+    def checkpoint_port(self):
+        from llmarch_lsp.facts.provenance import find_checkpoint_port
+
+        return find_checkpoint_port(self)
+
     def qualified_name(self, node: ast.AST) -> str | None:
         return self.imports.qualified_name(node)

@@ -83,6 +83,11 @@ applied by `--fix`. Both fixes are unsafe: they change the model's function (the
 the SDPA call also sums in a different order.
 
 ## Caveats
+A file that ports a released checkpoint (a Hugging Face `PreTrainedModel`, a timm model built with
+`build_model_with_cfg`, a model with `from_pretrained`) gets this finding at info severity with the
+reason: GPT-Neo and the T5 family were trained without the explicit scale (T5 folds it into its
+initialization), and their weights only work as published. The same code written from scratch is a
+warning.
 One elementwise multiply over the T×T scores: negligible compute and no extra memory (fold it into
 q to scale T×d instead). The result is one of the best-established facts about transformers, used by
 essentially every reference implementation. The fix changes the model's function, so it is marked
@@ -134,16 +139,29 @@ def check(document: Document, context: RuleContext, rule: Rule):
     # `q @ kᵀ + q @ rᵀ` (content + position terms): scaling one term alone would be wrong, so
     # products that share a statement get no automatic fix.
     per_statement = Counter(id(document.index.enclosing_statement(product.node)) for product, _ in unscaled.values())
+    port = document.checkpoint_port if unscaled else None
     for product, site in sorted(unscaled.values(), key=lambda pair: document.span_of(pair[0].node)):
         shared = per_statement[id(document.index.enclosing_statement(product.node))] > 1
+        related = [Related(document.span_of(site.softmax), "softmax taken here")]
+        if port is not None:
+            related.append(Related(document.span_of(port.node), port.evidence))
         yield rule.finding(
             document,
             product.node,
-            _message(document, product),
-            related=(Related(document.span_of(site.softmax), "softmax taken here"),),
+            _message(document, product) + (_PORT_NOTE if port is not None else ""),
+            # A port of a released model must match its checkpoint (GPT-Neo, T5 fold the scale into
+            # training): the choice is deliberate there, and worth knowing only for code copied from it.
+            severity=Severity.INFO if port is not None else None,
+            related=related,
             fix=None if shared else _fix(document, product),
             alternatives=() if shared else _sdpa_alternative(document, site),
         )
+
+
+_PORT_NOTE = (
+    "; this file ports a released checkpoint, which was trained this way (scale folded into the init or "
+    "learned), so keep it here and scale in code you write from scratch"
+)
 
 
 def _message(document: Document, product: ScoreProduct) -> str:

@@ -89,6 +89,10 @@ flag set in `__init__` turns the post-norm branch off, and the rule does not rep
 action can add the final norm the model then needs; the comment says so.
 
 ## Caveats
+A file that ports a released checkpoint (a Hugging Face `PreTrainedModel`, a timm model built with
+`build_model_with_cfg`, a model with `from_pretrained`) gets this finding at info severity with the
+reason: BERT, BART, Marian and the other post-norm models were trained that way and their weights
+need that layout. The same block written from scratch is a warning.
 No extra compute or memory: the same norms run in a different place (plus one final norm). Both fixes
 change the network's function, so a checkpoint trained post-norm means something else in the
 rewritten model (they are unsafe: `--fix` applies the plain rewrite only with `--unsafe-fixes`, and
@@ -154,22 +158,38 @@ def check(document: Document, context: RuleContext, rule: Rule):
                 reported.append((found, placement is _CONFIGURABLE))
         # One rewrite for the whole forward; a branch a flag selects is the user's other design.
         fix, ablation = pre_norm_fixes(document, module, [found for found, configurable in reported if not configurable])
+        port = document.checkpoint_port if reported else None
         for found, configurable in reported:
-            related = ()
+            related = []
             if found.via_temporary:
-                related = (Related(document.span_of(found.add), "the residual sum that is normalized"),)
+                related.append(Related(document.span_of(found.add), "the residual sum that is normalized"))
+            if port is not None:
+                related.append(Related(document.span_of(port.node), port.evidence))
+            note = _FLAG_NOTE if configurable else _PORT_NOTE if port is not None else ""
             yield rule.finding(
                 document,
                 found.norm_call,
-                _message(document, found, depth) + (_FLAG_NOTE if configurable else ""),
-                # A flag-selected branch is the user's choice, unknowable here: only a hint.
-                severity=Severity.HINT if shallow or configurable else None,
+                _message(document, found, depth) + note,
+                severity=_severity(shallow, configurable, port is not None),
                 related=related,
                 fix=None if configurable else fix,
                 alternatives=() if configurable or ablation is None else (ablation,),
             )
 
 
+def _severity(shallow: bool, configurable: bool, ported: bool) -> Severity | None:
+    # A flag-selected branch is the user's choice, unknowable here: only a hint. A port of a
+    # released post-norm model (BERT, BART, Marian...) must stay post-norm to load its checkpoint:
+    # worth knowing for code copied from it, not a defect of the port.
+    if shallow or configurable:
+        return Severity.HINT
+    return Severity.INFO if ported else None
+
+
+_PORT_NOTE = (
+    "; this file ports a released post-norm checkpoint, which must keep its layout, so this matters "
+    "for deep models written from scratch, not here"
+)
 _PLACEMENT_FLAG = re.compile(r"norm|pre_?ln|post_?ln|before", re.IGNORECASE)
 _FLAG_NOTE = "; a flag selects this branch, so check which placement your configs use"
 _CONFIGURABLE, _OFF = object(), object()
