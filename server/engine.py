@@ -5,7 +5,9 @@ The engine knows nothing about terminals or LSP: it returns a `FileReport` of pl
 
 from __future__ import annotations
 
+import gc
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from llmarch_lsp.config import Settings
@@ -16,6 +18,25 @@ from llmarch_lsp.suppressions import parse_suppressions
 
 def mentions_torch(source: str) -> bool:
     return "torch" in source
+
+
+@contextmanager
+def _collector_paused():
+    """Pause the cyclic garbage collector while one document is analyzed.
+
+    A parse allocates hundreds of thousands of AST nodes that all stay alive until the analysis
+    ends; with the collector on, every few hundred allocations it rescans that growing heap, which
+    cost ~25% of the analysis time (measured in benchmarks/bench_check.py). Nothing analysis
+    allocates needs collecting before it ends; afterwards the collector runs as usual and frees the
+    document's reference cycles (facts point back at their document).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def analyze_source(
@@ -34,6 +55,11 @@ def analyze_source(
     report.error = over_line_limit(source, settings)
     if report.error:
         return report
+    with _collector_paused():
+        return _analyze(source, path, settings, report, time_budget)
+
+
+def _analyze(source: str, path: str, settings: Settings, report: FileReport, time_budget: float | None) -> FileReport:
     started = time.perf_counter()
     try:
         document = Document(source, path)

@@ -298,7 +298,7 @@ def _ablation(document: Document, module: ModuleClass, rewrites: list[_Rewrite])
     first_line, last_line = region[0].lineno, region[-1].end_lineno or region[-1].lineno
     if not (starts_its_line(document, region[0]) and ends_its_line(document, region[-1])) or last_line >= len(document.lines):
         return None
-    if _has_multiline_string(region) or _uses_flag(document, module):
+    if _has_multiline_string(document, region) or _uses_flag(document, module):
         return None
     initializer = _flag_insertion(document, module)
     if initializer is None:
@@ -409,14 +409,21 @@ def _indented(lines: list[str], unit: str) -> list[str]:
     return [f"{unit}{line}" if line.strip() else line for line in lines]
 
 
-def _has_multiline_string(statements: list[ast.stmt]) -> bool:
+def _has_multiline_string(document: Document, statements: list[ast.stmt]) -> bool:
     """Indenting a statement must not change a string's content."""
-    for statement in statements:
-        for node in ast.walk(statement):
-            if isinstance(node, (ast.Constant, ast.JoinedStr)) and node.lineno != node.end_lineno:
-                if isinstance(node, ast.JoinedStr) or isinstance(node.value, (str, bytes)):
-                    return True
-    return False
+    starts = per_document(document, "multiline-string-lines", lambda: _multiline_string_lines(document))
+    return any(statement.lineno <= line <= (statement.end_lineno or statement.lineno) for statement in statements for line in starts)
+
+
+def _multiline_string_lines(document: Document) -> list[int]:
+    """First lines of the file's string literals that span several lines (usually a handful)."""
+    lines = [
+        node.lineno
+        for node in document.index.nodes(ast.Constant)
+        if node.end_lineno != node.lineno and isinstance(node.value, (str, bytes))
+    ]
+    lines += [node.lineno for node in document.index.nodes(ast.JoinedStr) if node.end_lineno != node.lineno]
+    return lines
 
 
 # ---- helpers -----------------------------------------------------------------------------------

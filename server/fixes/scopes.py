@@ -29,9 +29,9 @@ def per_document(document, key, compute: Callable[[], T]) -> T:
 
 def loads(document, function: ast.AST, name: str) -> list[ast.Name]:
     """Every read of `name` inside `function` (nested scopes included). Only a few names are ever
-    asked about (`att`, `scores`, ...), so each is collected on first use."""
-    group = per_document(document, ("loads", name), lambda: _loads_of(document, name))
-    return [node for node, _ in _in_function(document, group, function)]
+    asked about (`att`, `scores`, ...), but grouping every name in one pass costs less than two scans."""
+    grouped = per_document(document, "loads", lambda: _loads_by_name(document))
+    return [node for node, _ in _in_function(document, grouped.get(name), function)]
 
 
 def assignments(document, function: ast.AST, name: str, *, single: bool = False) -> list[ast.Assign]:
@@ -59,8 +59,13 @@ def _in_function(document, group: _ByLine | None, function: ast.AST) -> list[tup
     return [item for item in group.items[start:end] if _encloses(document, function, item[0])]
 
 
-def _loads_of(document, name: str) -> _ByLine:
-    return _ByLine([(node, True) for node in document.index.nodes(ast.Name) if node.id == name and type(node.ctx) is ast.Load])
+def _loads_by_name(document) -> dict[str, _ByLine]:
+    grouped: dict[str, list] = {}
+    load = ast.Load
+    for node in document.index.nodes(ast.Name):
+        if type(node.ctx) is load:
+            grouped.setdefault(node.id, []).append((node, True))
+    return {name: _ByLine(items) for name, items in grouped.items()}
 
 
 def _assignments_by_name(document) -> dict[str, _ByLine]:
