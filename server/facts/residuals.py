@@ -543,6 +543,8 @@ class ResidualFacts:
 
     def _repeat_count(self, call: ast.Call) -> int | None:
         comprehension = self._document.index.parent(call)
+        if isinstance(comprehension, ast.Assign):
+            return self._torch_stack_count(call, comprehension)
         if not isinstance(comprehension, (ast.ListComp, ast.GeneratorExp)) or comprehension.elt is not call:
             return None
         if len(comprehension.generators) != 1:
@@ -564,6 +566,25 @@ class ResidualFacts:
         stop = self._integer(iterable.args[-1], comprehension)
         return None if stop is None else max(stop - start, 0)
 
+    def _torch_stack_count(self, call: ast.Call, assignment: ast.Assign) -> int | None:
+        """`layer = Block(...)` then `nn.TransformerDecoder(layer, num_layers=n)` in the same function."""
+        if len(assignment.targets) != 1 or not isinstance(assignment.targets[0], ast.Name):
+            return None
+        name = assignment.targets[0].id
+        index = self._document.index
+        scope = index.enclosing_function(call)
+        for stack in index.calls_named("TransformerEncoder", "TransformerDecoder"):
+            if index.enclosing_function(stack) is not scope:
+                continue
+            layer = stack.args[0] if stack.args else next(
+                (k.value for k in stack.keywords if k.arg in ("encoder_layer", "decoder_layer")), None
+            )
+            if not (isinstance(layer, ast.Name) and layer.id == name):
+                continue
+            depth = stack.args[1] if len(stack.args) > 1 else next((k.value for k in stack.keywords if k.arg == "num_layers"), None)
+            return None if depth is None else self._integer(depth, stack)
+        return None
+
     def _integer(self, node: ast.expr, where: ast.AST) -> int | None:
         if _is_int(node):
             return node.value
@@ -583,7 +604,25 @@ class ResidualFacts:
                 return defaults[node.id].value if _is_int(defaults[node.id]) else None
             if any(argument.arg == node.id for argument in [*positional, *arguments.kwonlyargs]):
                 return None
+            local = self._local_constant(function, node.id)
+            if local is not None:
+                return local
         return self._module_constants.get(node.id)
+
+    def _local_constant(self, function: ast.AST, name: str) -> int | None:
+        """`n = 1` when that is the function's only binding of `n` (no augmented or loop rebinding)."""
+        index = self._document.index
+        bindings = [
+            node
+            for node in index.nodes(ast.Name)
+            if node.id == name and type(node.ctx) is ast.Store and index.enclosing_function(node) is function
+        ]
+        if len(bindings) != 1:
+            return None
+        statement = index.parent(bindings[0])
+        if isinstance(statement, ast.Assign) and statement.targets == [bindings[0]] and _is_int(statement.value):
+            return statement.value.value
+        return None
 
 
 def _line(node: ast.AST) -> int:

@@ -983,3 +983,37 @@ def test_a_constant_flag_that_selects_pre_norm_silences_the_post_norm_branch():
 
 def test_rule_is_silent_without_torch():
     assert _findings("class Block:\n    def forward(self, x):\n        return self.ln(x + self.attn(x))\n") == []
+
+
+ONE_LAYER_DECODER_HEAD = """
+import torch.nn as nn
+
+class DecoderLayer(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(d, 8)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, tgt, memory):
+        tgt = tgt + self.attn(tgt, memory, memory)[0]
+        tgt = self.norm(tgt)
+        return tgt
+
+class ClassifierHead(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        depth = 1
+        layer = DecoderLayer(d)
+        self.decoder = nn.TransformerDecoder(layer, num_layers=depth)
+"""
+
+
+def test_depth_of_a_torch_stack_built_from_a_local_constant_makes_a_shallow_block_a_hint():
+    (finding,) = _findings(ONE_LAYER_DECODER_HEAD)
+    assert finding.severity is Severity.HINT and "1-layer stack" in finding.message
+
+
+def test_a_rebound_depth_stays_unknown():
+    source = ONE_LAYER_DECODER_HEAD.replace("        depth = 1\n", "        depth = 1\n        depth += 23\n")
+    (finding,) = _findings(source)
+    assert finding.severity is Severity.WARNING and "-layer stack" not in finding.message
