@@ -135,7 +135,8 @@ def check(document: Document, context: RuleContext, rule: Rule):
     for site in document.attention:
         if site.scaling is None:
             for product in site.scores:
-                unscaled.setdefault(id(product.node), (product, site))
+                if not _scalar_features(document, product.query):
+                    unscaled.setdefault(id(product.node), (product, site))
     # `q @ kᵀ + q @ rᵀ` (content + position terms): scaling one term alone would be wrong, so
     # products that share a statement get no automatic fix.
     per_statement = Counter(id(document.index.enclosing_statement(product.node)) for product, _ in unscaled.values())
@@ -162,6 +163,23 @@ _PORT_NOTE = (
     "; this file ports a released checkpoint, which was trained this way (scale folded into the init or "
     "learned), so keep it here and scale in code you write from scratch"
 )
+
+
+def _scalar_features(document: Document, query: ast.expr) -> bool:
+    """`q, k, v = qkv.unbind(-1)`: one feature per token, so d = 1 and 1/sqrt(d) scales nothing."""
+    if not isinstance(query, ast.Name):
+        return False
+    function = document.index.enclosing_function(query)
+    for statement in document.index.nodes(ast.Assign):
+        if function is not None and document.index.enclosing_function(statement) is not function:
+            continue
+        target, value = statement.targets[0], statement.value
+        if not (isinstance(target, ast.Tuple) and any(isinstance(e, ast.Name) and e.id == query.id for e in target.elts)):
+            continue
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "unbind":
+            axis = value.args[0] if value.args else next((k.value for k in value.keywords if k.arg == "dim"), None)
+            return isinstance(axis, ast.UnaryOp) and isinstance(axis.op, ast.USub) and getattr(axis.operand, "value", None) == 1
+    return False
 
 
 def _message(document: Document, product: ScoreProduct) -> str:
@@ -351,6 +369,20 @@ RULE = Rule(
     fix_title=FIX_TITLE,
     fix_safety=UNSAFE,
     valid=(
+        # one scalar feature per token (q, k unbound from the last axis): d = 1, nothing to scale
+        """
+        import torch.nn as nn
+
+        class ScalarAttention(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.qkv = nn.Linear(1, 3)
+
+            def forward(self, x):
+                q, k, v = self.qkv(x).unbind(-1)
+                attn = (q @ k.transpose(-1, -2)).softmax(dim=-1)
+                return attn @ v
+        """,
         """
         import math
         import torch.nn.functional as F

@@ -1,0 +1,182 @@
+"""The audit of every finding on the real corpora, rendered as benchmarks/AUDIT.md.
+
+    python benchmarks/audit.py            # check the corpora, match verdicts, write AUDIT.md
+    python benchmarks/audit.py --strict   # also fail when a finding has no verdict, or precision < 90%
+
+The verdicts are data, in benchmarks/audit_verdicts.toml: each entry names a rule code, a path glob
+(relative to the unpacked wheel, e.g. `transformers/models/bart/*`) and optionally a regex on the
+flagged source line, with a verdict and why. Every finding must match exactly one entry's group (the
+first that matches wins); entries were written by reading the flagged code, not from the numbers.
+
+Verdicts:
+  true           a real problem in the code as written
+  worth-comment  not a bug, but a reviewer would rightly ask about it
+  intentional    a deliberate, published choice the code (or its comments) shows
+  false-positive the rule is wrong here
+
+The issue's bar: at warning or error severity, at least 90% must be `true` or `worth-comment`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from corpora import CORPORA, add_arguments, cache_root, ensure_all  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+VERDICTS = HERE / "audit_verdicts.toml"
+OUTPUT = HERE / "AUDIT.md"
+GOOD = ("true", "worth-comment")
+KINDS = ("true", "worth-comment", "intentional", "false-positive")
+LOUD = ("error", "warning")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    code: str
+    path: str
+    verdict: str
+    why: str
+    line: re.Pattern | None = None
+
+    def matches(self, finding: dict) -> bool:
+        if finding["code"] != self.code or not fnmatch.fnmatch(finding["relative"], self.path):
+            return False
+        return self.line is None or self.line.search(finding["source_line"]) is not None
+
+
+def load_verdicts(path: Path = VERDICTS) -> list[Verdict]:
+    entries = tomllib.loads(path.read_text(encoding="utf-8")).get("verdict", [])
+    verdicts = []
+    for entry in entries:
+        if entry["verdict"] not in KINDS:
+            raise SystemExit(f"{path}: unknown verdict {entry['verdict']!r} for {entry['code']} {entry['path']}")
+        line = re.compile(entry["line"]) if entry.get("line") else None
+        verdicts.append(Verdict(entry["code"], entry["path"], entry["verdict"], entry["why"].strip(), line))
+    return verdicts
+
+
+def run_check(folders: dict[str, Path]) -> dict:
+    command = [sys.executable, "-m", "llmarch_lsp", "--check", *map(str, folders.values()), "--format", "json", "--no-cache"]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode not in (0, 1):
+        raise SystemExit(f"llmarch-lsp failed ({completed.returncode}): {completed.stderr}")
+    return json.loads(completed.stdout)
+
+
+def annotate(report: dict, folders: dict[str, Path]) -> list[dict]:
+    """Each finding with its path relative to the unpacked wheel and the flagged source line."""
+    roots = {name: folder.parents[len(Path(corpus.folder).parts) - 1] for name, folder in folders.items() for corpus in CORPORA if corpus.name == name}
+    lines_of: dict[str, list[str]] = {}
+    findings = []
+    for finding in report["findings"]:
+        path = Path(finding["path"])
+        root = next(root for root in roots.values() if path.is_relative_to(root))
+        if finding["path"] not in lines_of:
+            lines_of[finding["path"]] = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = lines_of[finding["path"]]
+        source_line = lines[finding["line"] - 1].strip() if finding["line"] <= len(lines) else ""
+        findings.append({**finding, "relative": path.relative_to(root).as_posix(), "source_line": source_line})
+    findings.sort(key=lambda f: (f["code"], f["relative"], f["line"], f["column"]))
+    return findings
+
+
+def judge(findings: list[dict], verdicts: list[Verdict]) -> tuple[list[tuple[dict, Verdict | None]], set[Verdict]]:
+    judged, used = [], set()
+    for finding in findings:
+        verdict = next((v for v in verdicts if v.matches(finding)), None)
+        if verdict is not None:
+            used.add(verdict)
+        judged.append((finding, verdict))
+    return judged, used
+
+
+def render(judged: list[tuple[dict, Verdict | None]], report: dict, rule_count: int, fixed: list[dict]) -> str:
+    loud = [(f, v) for f, v in judged if f["severity"] in LOUD]
+    good = sum(1 for _, v in loud if v is not None and v.verdict in GOOD)
+    precision = good / len(loud) if loud else 1.0
+    by_kind = Counter((f["severity"], v.verdict if v else "unjudged") for f, v in judged)
+    parts = [
+        "# Audit of every finding on the real corpora",
+        "",
+        "Generated by `python benchmarks/audit.py` from `benchmarks/audit_verdicts.toml` (the verdicts, each",
+        "written by reading the flagged code). Corpora: " + ", ".join(f"{c.requirement} (`{c.folder}`)" for c in CORPORA) + ".",
+        f"Rules enabled: all {rule_count}. Files checked: {report['files_checked']}; analyzer errors: {len(report['errors'])}.",
+        "",
+        f"**Warning/error findings that are real problems or worth a reviewer's comment: {good}/{len(loud)}"
+        f" = {precision:.1%}** (the bar is 90%).",
+        "",
+        "| severity | " + " | ".join(KINDS) + " | unjudged |",
+        "|---|" + "---|" * (len(KINDS) + 1),
+    ]
+    for severity in ("error", "warning", "info", "hint"):
+        counts = [by_kind.get((severity, kind), 0) for kind in (*KINDS, "unjudged")]
+        if any(counts):
+            parts.append(f"| {severity} | " + " | ".join(map(str, counts)) + " |")
+    if fixed:
+        parts += ["", "## What this audit changed in the rules (false positives and severities)", "", "| code | where | why | now tested by |", "|---|---|---|---|"]
+        parts += [f"| {f['code']} | `{f['where']}` | {f['why']} | {f['test']} |" for f in fixed]
+    groups: dict[str, list[tuple[dict, Verdict | None]]] = defaultdict(list)
+    for finding, verdict in judged:
+        groups[finding["code"]].append((finding, verdict))
+    for code in sorted(groups):
+        rows = groups[code]
+        parts += ["", f"## {code} {rows[0][0]['name']} ({len(rows)})", ""]
+        reasons: dict[str, tuple[Verdict | None, list[dict]]] = {}
+        for finding, verdict in rows:
+            key = verdict.why if verdict else "(no verdict)"
+            reasons.setdefault(key, (verdict, []))[1].append(finding)
+        for why, (verdict, members) in reasons.items():
+            kind = verdict.verdict if verdict else "unjudged"
+            parts += [f"**{kind}** — {why}", "", "| file:line | severity |", "|---|---|"]
+            parts += [f"| `{f['relative']}:{f['line']}` | {f['severity']} |" for f in members]
+            parts.append("")
+    if report["errors"]:
+        parts += ["## Files not analyzed", ""] + [f"- `{e['path']}`: {e['message']}" for e in report["errors"]]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.add_argument("--strict", action="store_true", help="fail on unjudged findings or precision below 90%")
+    parser.add_argument("--unjudged", action="store_true", help="list findings without a verdict and exit")
+    arguments = parser.parse_args()
+    folders = ensure_all(cache_root(arguments.cache_dir), arguments.corpus)
+    report = run_check(folders)
+    findings = annotate(report, folders)
+    verdicts = load_verdicts()
+    judged, used = judge(findings, verdicts)
+    missing = [f for f, v in judged if v is None]
+    if arguments.unjudged:
+        for f in missing:
+            print(f"{f['code']} {f['severity']:7} {f['relative']}:{f['line']}  {f['source_line'][:100]}")
+        print(f"{len(missing)} unjudged of {len(findings)}", file=sys.stderr)
+        return 0
+    from llmarch_lsp.analyzers import all_rules
+
+    fixed = tomllib.loads(VERDICTS.read_text(encoding="utf-8")).get("fixed", [])
+    OUTPUT.write_text(render(judged, report, len(all_rules()), fixed), encoding="utf-8")
+    loud = [(f, v) for f, v in judged if f["severity"] in LOUD]
+    good = sum(1 for _, v in loud if v is not None and v.verdict in GOOD)
+    print(f"wrote {OUTPUT}: {len(findings)} findings, {len(missing)} unjudged, warning/error precision {good}/{len(loud)}")
+    for verdict in verdicts:
+        if verdict not in used:
+            print(f"unused verdict: {verdict.code} {verdict.path} {verdict.line.pattern if verdict.line else ''}", file=sys.stderr)
+    if arguments.strict and (missing or (loud and good / len(loud) < 0.9) or report["errors"]):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
