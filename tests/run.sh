@@ -2,6 +2,11 @@
 # Run the whole test suite from a fresh clone: `bash tests/run.sh [pytest args]`.
 # Makes .venv (unless a virtual environment is already active), installs what the tests
 # need once (a stamp skips it when nothing changed), then runs pytest.
+#
+# The end-to-end tests (marker `e2e`: VS Code through code-server and Chromium, Neovim, pre-commit)
+# run by default, as in CI; they install what they need themselves and cache it in
+# ~/.cache/llmarch-e2e (the first time a few minutes, apt as root or with sudo). A quick run skips
+# them: `bash tests/run.sh -m "not e2e"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +29,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
   echo "$wanted" > "$stamp"
 fi
 
-# The VS Code extension's dependencies, so its TypeScript is type-checked too (needs npm).
+# The VS Code extension's dependencies: its TypeScript is type-checked and unit-tested, and the
+# end-to-end test packages it and drives VS Code with playwright-core (needs npm).
 if command -v npm >/dev/null 2>&1; then
   lock_stamp=editors/vscode/node_modules/.llmarch-lock
   lock_hash="$(sha256sum editors/vscode/package-lock.json | cut -d' ' -f1)"

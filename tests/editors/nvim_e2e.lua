@@ -2,7 +2,10 @@
 -- Run by tests/editors/test_neovim.py with editors/neovim on 'runtimepath'.
 -- Env: LLMARCH_CMD  JSON list, the server command (overrides only `cmd` of the shipped config)
 --      TEST_FILE    the .py file to open, fix and write
---      EXPECT_CODE  the diagnostic code to fix, e.g. LLM203
+--      EXPECT_CODE  the diagnostic code to fix, e.g. LLM101
+--      EXPECT_RANGE where the diagnostic must be: "lnum,col,end_lnum,end_col" (0-based, end exclusive)
+--      FIX_TITLE    the rule's primary fix title; the quick fix applied is the one whose title
+--                   starts with "llmarch (CODE): FIX_TITLE" (a rule may offer alternatives too)
 --      EXPECT_TEXT  text the buffer must contain once the quick fix is applied
 -- Prints "OK" and exits 0 on success; on any failure writes "FAIL: ..." to stderr and exits 1.
 local function log(...) io.stdout:write(table.concat(vim.tbl_map(tostring, { ... }), ' ') .. '\n') end
@@ -23,6 +26,8 @@ local function main()
   local file = assert(vim.env.TEST_FILE, 'TEST_FILE unset')
   local code = assert(vim.env.EXPECT_CODE, 'EXPECT_CODE unset')
   local expect = assert(vim.env.EXPECT_TEXT, 'EXPECT_TEXT unset')
+  local want_range = assert(vim.env.EXPECT_RANGE, 'EXPECT_RANGE unset')
+  local want_title = 'llmarch (' .. code .. '): ' .. assert(vim.env.FIX_TITLE, 'FIX_TITLE unset')
 
   -- The shipped config must be found on the runtimepath as lsp/llmarch.lua.
   local found = vim.api.nvim_get_runtime_file('lsp/llmarch.lua', true)
@@ -48,8 +53,12 @@ local function main()
   if not vim.tbl_contains(cfg.filetypes or {}, 'python') then return fail('filetypes not from shipped config') end
   if not vim.tbl_contains(cfg.root_markers or {}, 'llmarch.toml') then return fail('root_markers not from shipped config') end
 
-  local d = ours(buf, code)[1]
-  log('DIAG', d.lnum, d.col, d.severity, d.source, d.code, d.message)
+  local found_diags = ours(buf, code)
+  if #found_diags ~= 1 then return fail(('expected one %s diagnostic, got %d'):format(code, #found_diags)) end
+  local d = found_diags[1]
+  log('DIAG', d.lnum, d.col, d.end_lnum, d.end_col, d.severity, d.source, d.code, d.message)
+  local range = ('%d,%d,%d,%d'):format(d.lnum, d.col, d.end_lnum, d.end_col)
+  if range ~= want_range then return fail(('%s at %s, expected %s'):format(code, range, want_range)) end
 
   -- 2. The quick fixes offered for it (the contract: fix title + ignore action).
   vim.api.nvim_win_set_cursor(0, { d.lnum + 1, d.col })
@@ -59,18 +68,18 @@ local function main()
   if not resp or resp.err then return fail('codeAction failed: ' .. vim.inspect(err or resp)) end
   local titles = vim.tbl_map(function(a) return a.title end, resp.result or {})
   log('ACTIONS', vim.inspect(titles))
-  local prefix = 'llmarch (' .. code .. '): '
   local fix_title
   for _, t in ipairs(titles) do
-    if t:sub(1, #prefix) == prefix then fix_title = t end
+    if not fix_title and t:sub(1, #want_title) == want_title then fix_title = t end
   end
-  if not fix_title then return fail('no quick fix titled "' .. prefix .. '..."') end
+  if not fix_title then return fail('no quick fix titled "' .. want_title .. '..."') end
   if not vim.tbl_contains(titles, 'Ignore ' .. code .. ' on this line') then
     return fail('no "Ignore ' .. code .. ' on this line" action')
   end
 
-  -- 3. Apply it the way a user does (`gra` = vim.lsp.buf.code_action); apply=true picks the one
-  --    action the filter leaves, resolving it first if the server sends edits lazily.
+  -- 3. Apply it the way a user does (`gra` = vim.lsp.buf.code_action); the filter leaves the
+  --    primary fix alone and apply=true applies it, resolving it first if the server sends edits
+  --    lazily.
   vim.lsp.buf.code_action({
     apply = true,
     context = { only = { 'quickfix' } },

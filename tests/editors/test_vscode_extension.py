@@ -1,9 +1,9 @@
-"""The VS Code extension's contract, without VS Code: package.json settings, activation and
-workspace trust; the settings it sends are ones the server understands; and, when
-`npm install` has been run in editors/vscode, that the TypeScript compiles.
+"""The VS Code extension's contract, without VS Code: package.json settings, activation, commands
+and workspace trust; the packaging files; the settings it sends are ones the server understands;
+and, when `npm ci` has been run in editors/vscode, that the TypeScript compiles and its unit tests
+(`npm test`) pass.
 
-The real end-to-end check (code-server + headless Chromium) is `editors/vscode/e2e/run_e2e.sh`;
-it is too heavy for this suite.
+The real thing, in VS Code through code-server and headless Chromium, is test_vscode_e2e.py.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -69,23 +70,56 @@ def test_server_command_settings_cannot_come_from_an_untrusted_workspace() -> No
 
 
 def test_activation_entry_point_and_commands() -> None:
-    assert "onLanguage:python" in MANIFEST["activationEvents"]
+    # Python files, and workspaces with .py files even before one is opened.
+    assert {"onLanguage:python", "workspaceContains:**/*.py"} <= set(MANIFEST["activationEvents"])
     assert MANIFEST["main"] == "./out/extension.js"
     tsconfig = json.loads((EXTENSION / "tsconfig.json").read_text(encoding="utf-8"))
     assert tsconfig["compilerOptions"]["outDir"] == "out"
-    commands = {command["command"] for command in MANIFEST["contributes"]["commands"]}
-    assert "llmarch.restart" in commands
+    commands = {command["command"]: f"{command['category']}: {command['title']}" for command in MANIFEST["contributes"]["commands"]}
+    assert commands == {
+        "llmarch.restart": "llmarch: Restart Server",
+        "llmarch.showOutput": "llmarch: Show Output",
+        "llmarch.explainRule": "llmarch: Explain Rule",
+    }
+    source = (EXTENSION / "src" / "extension.ts").read_text(encoding="utf-8")
+    for command in commands:
+        assert f"registerCommand('{command}'" in source, command
     assert "vscode-languageclient" in MANIFEST["dependencies"]
     major, minor = map(int, re.match(r"\D*(\d+)\.(\d+)", MANIFEST["engines"]["vscode"]).groups())
     assert (major, minor) >= (1, 82)  # vscode-languageclient 9 needs 1.82
 
 
 def test_packaging_files() -> None:
-    for name in ("README.md", "LICENSE", ".vscodeignore", "src/extension.ts", "src/settings.ts"):
+    # `vsce package` names the file after these: llmarch-lsp-<version>.vsix
+    assert MANIFEST["name"] == "llmarch-lsp"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", MANIFEST["version"])
+    for name in ("README.md", "CHANGELOG.md", "LICENSE", ".vscodeignore", "package-lock.json", "src/extension.ts"):
         assert (EXTENSION / name).is_file(), name
+    assert f"## {MANIFEST['version']}" in (EXTENSION / "CHANGELOG.md").read_text(encoding="utf-8")
     ignored = (EXTENSION / ".vscodeignore").read_text(encoding="utf-8").split()
-    assert {"src/**", "e2e/**"} <= set(ignored)
+    assert {"src/**", "e2e/**", "out/test/**"} <= set(ignored)
     assert MANIFEST["publisher"] and MANIFEST["license"] == "MIT"
+    lock = json.loads((EXTENSION / "package-lock.json").read_text(encoding="utf-8"))
+    assert lock["name"] == MANIFEST["name"] and lock["packages"][""]["version"] == MANIFEST["version"]
+    assert lock["packages"][""]["dependencies"] == MANIFEST["dependencies"]
+    assert lock["packages"][""]["devDependencies"] == MANIFEST["devDependencies"]
+
+
+def test_icon_is_a_128_pixel_png() -> None:
+    icon = EXTENSION / MANIFEST["icon"]
+    header = icon.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", header[16:24])
+    assert (width, height) == (128, 128)
+    assert "!icon.png" in (EXTENSION / ".vscodeignore").read_text(encoding="utf-8").split()
+
+
+def test_readme_screenshot_exists() -> None:
+    readme = (EXTENSION / "README.md").read_text(encoding="utf-8")
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert images, "the README shows the extension at work"
+    for image in images:
+        assert (EXTENSION / image).is_file(), image
 
 
 def test_every_setting_is_understood_by_the_server() -> None:
@@ -115,13 +149,25 @@ def test_every_setting_is_understood_by_the_server() -> None:
         assert f"'{key}'" in source, key
 
 
-@pytest.mark.skipif(
+NEEDS_NPM = pytest.mark.skipif(
     not (EXTENSION / "node_modules" / "typescript").is_dir() or shutil.which("npx") is None,
-    reason="run `npm install` in editors/vscode to type-check the extension",
+    reason="run `npm ci` in editors/vscode to build and unit-test the extension (tests/run.sh does)",
 )
+
+
+@NEEDS_NPM
 def test_typescript_compiles() -> None:
     result = subprocess.run(
         ["npx", "--no-install", "tsc", "--noEmit", "-p", str(EXTENSION)],
         capture_output=True, text=True, timeout=180, cwd=EXTENSION,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@NEEDS_NPM
+def test_typescript_unit_tests_pass() -> None:
+    """`npm test`: server discovery, settings translation, Explain Rule, the Python extension API."""
+    result = subprocess.run(["npm", "test"], capture_output=True, text=True, timeout=300, cwd=EXTENSION)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "# fail 0" in output and "# pass " in output, output
