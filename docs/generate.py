@@ -11,6 +11,9 @@ from pathlib import Path
 from llmarch_lsp.analyzers import all_rules
 
 OUTPUT = Path(__file__).with_name("rules.md")
+README = Path(__file__).resolve().parents[1] / "README.md"
+# The README's rule table sits between these markers and is rewritten from the rules.
+TABLE_START, TABLE_END = "<!-- rules:start -->", "<!-- rules:end -->"
 
 
 def render() -> str:
@@ -45,6 +48,26 @@ def render() -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
+def readme_table() -> str:
+    rows = [
+        "| code | name | severity | what it flags | fix |",
+        "|---|---|---|---|---|",
+    ]
+    for rule in all_rules():
+        fix = f"{rule.fix_title} ({rule.fix_safety})" if rule.fix_title else "-"
+        rows.append(
+            f"| [{rule.code}](docs/rules.md#{rule.code.lower()}-{rule.name}) | {rule.name} | {rule.severity.value} "
+            f"| {rule.summary} | {fix} |"
+        )
+    return "\n".join(rows)
+
+
+def render_readme(readme: str) -> str:
+    start, end = readme.index(TABLE_START) + len(TABLE_START), readme.index(TABLE_END)
+    return f"{readme[:start]}\n{readme_table()}\n{readme[end:]}"
+
+
 if __name__ == "__main__":
     OUTPUT.write_text(render(), encoding="utf-8")
-    print(f"wrote {OUTPUT}")
+    README.write_text(render_readme(README.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"wrote {OUTPUT} and the rule table in {README}")

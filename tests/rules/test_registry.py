@@ -78,6 +78,10 @@ def test_generated_rule_docs_are_current():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.OUTPUT.read_text(encoding="utf-8") == module.render(), "run `python docs/generate.py`"
+    readme = module.README.read_text(encoding="utf-8")
+    assert readme == module.render_readme(readme), "README's rule table is stale: run `python docs/generate.py`"
+    for rule in all_rules():
+        assert f"| [{rule.code}](docs/rules.md#" in readme
 
 
 @pytest.mark.parametrize("rule", all_rules(), ids=lambda rule: rule.code)
