@@ -9,6 +9,9 @@ from llmarch_lsp.findings import Span
 from llmarch_lsp.text import split_lines
 
 
+_OWN_FIELDS = ("source", "path")
+
+
 class Document:
     """Source text plus its single `ast` parse. Facts are computed on first use and cached."""
 
@@ -137,6 +140,13 @@ class Document:
         from llmarch_lsp.facts.provenance import find_checkpoint_port
 
         return find_checkpoint_port(self)
+
+    def release(self) -> None:
+        """Drop the tree and every cached fact once analysis is done. Facts point back at their
+        document (and some at each other), so otherwise the whole tree would wait for the cyclic
+        GC to walk it before it is freed."""
+        for name in [name for name in self.__dict__ if name not in _OWN_FIELDS]:
+            del self.__dict__[name]
 
     def qualified_name(self, node: ast.AST) -> str | None:
         return self.imports.qualified_name(node)

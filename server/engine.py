@@ -70,6 +70,21 @@ def _analyze(source: str, path: str, settings: Settings, report: FileReport, tim
         report.error = f"cannot parse: {error}"
         return report
 
+    try:
+        _run_rules(document, settings, report, started, time_budget)
+    finally:
+        document.release()  # free the tree by reference counting, not by a later full GC pass
+
+    suppressions = parse_suppressions(source)
+    report.findings = sorted(
+        (finding for finding in report.findings if not suppressions.silences(finding)),
+        key=lambda finding: (finding.span, finding.code),
+    )
+    return report
+
+
+def _run_rules(document: Document, settings: Settings, report: FileReport, started: float, time_budget: float | None) -> None:
+    path = report.path
     rules = settings.rules_for(path)
     for position, rule in enumerate(rules):
         if time_budget is not None and time.perf_counter() - started > time_budget:
@@ -83,13 +98,6 @@ def _analyze(source: str, path: str, settings: Settings, report: FileReport, tim
             continue
         override = settings.severity_for(rule)
         report.findings.extend(finding.with_severity(override) if override else finding for finding in findings)
-
-    suppressions = parse_suppressions(source)
-    report.findings = sorted(
-        (finding for finding in report.findings if not suppressions.silences(finding)),
-        key=lambda finding: (finding.span, finding.code),
-    )
-    return report
 
 
 def over_line_limit(source: str, settings: Settings) -> str | None:

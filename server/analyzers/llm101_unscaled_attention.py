@@ -116,7 +116,7 @@ from llmarch_lsp.facts.attention import AttentionSite, ScoreProduct
 from llmarch_lsp.findings import Confidence, Related, Severity, Span
 from llmarch_lsp.fixes.builders import cited_comment
 from llmarch_lsp.fixes.model import UNSAFE, Fix, Replace
-from llmarch_lsp.fixes.scopes import per_document
+from llmarch_lsp.fixes.scopes import assignments, per_document
 from llmarch_lsp.fixes.sdpa import attention_chain, sdpa_fix, uses_fused_attention
 from llmarch_lsp.fixes.shapes import head_size, scores_shape, trailing_comment
 
@@ -167,15 +167,11 @@ _PORT_NOTE = (
 
 def _scalar_features(document: Document, query: ast.expr) -> bool:
     """`q, k, v = qkv.unbind(-1)`: one feature per token, so d = 1 and 1/sqrt(d) scales nothing."""
-    if not isinstance(query, ast.Name):
-        return False
     function = document.index.enclosing_function(query)
-    for statement in document.index.nodes(ast.Assign):
-        if function is not None and document.index.enclosing_function(statement) is not function:
-            continue
-        target, value = statement.targets[0], statement.value
-        if not (isinstance(target, ast.Tuple) and any(isinstance(e, ast.Name) and e.id == query.id for e in target.elts)):
-            continue
+    if not isinstance(query, ast.Name) or function is None:
+        return False
+    for statement in assignments(document, function, query.id):
+        value = statement.value
         if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "unbind":
             axis = value.args[0] if value.args else next((k.value for k in value.keywords if k.arg == "dim"), None)
             return isinstance(axis, ast.UnaryOp) and isinstance(axis.op, ast.USub) and getattr(axis.operand, "value", None) == 1

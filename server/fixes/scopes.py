@@ -30,14 +30,16 @@ def per_document(document, key, compute: Callable[[], T]) -> T:
 def loads(document, function: ast.AST, name: str) -> list[ast.Name]:
     """Every read of `name` inside `function` (nested scopes included). Only a few names are ever
     asked about (`att`, `scores`, ...), but grouping every name in one pass costs less than two scans."""
-    grouped = per_document(document, "loads", lambda: _loads_by_name(document))
-    return [node for node, _ in _in_function(document, grouped.get(name), function)]
+    group = per_document(document, ("loads", name), lambda: _by_line(per_document(document, "loads", lambda: _loads_by_name(document)), name))
+    return [node for node, _ in _in_function(document, group, function)]
 
 
 def assignments(document, function: ast.AST, name: str, *, single: bool = False) -> list[ast.Assign]:
     """Assignments to `name` inside `function`: any target naming it, or (`single`) exactly `name = ...`."""
-    grouped = per_document(document, "assignments", lambda: _assignments_by_name(document))
-    return [node for node, alone in _in_function(document, grouped.get(name), function) if alone or not single]
+    group = per_document(
+        document, ("assignments", name), lambda: _by_line(per_document(document, "assignments", lambda: _assignments_by_name(document)), name)
+    )
+    return [node for node, alone in _in_function(document, group, function) if alone or not single]
 
 
 class _ByLine:
@@ -59,16 +61,22 @@ def _in_function(document, group: _ByLine | None, function: ast.AST) -> list[tup
     return [item for item in group.items[start:end] if _encloses(document, function, item[0])]
 
 
-def _loads_by_name(document) -> dict[str, _ByLine]:
+def _by_line(grouped: dict[str, list], name: str) -> _ByLine | None:
+    """Sorted lazily: of the thousands of names in a file, fixes ask about a few."""
+    items = grouped.get(name)
+    return None if items is None else _ByLine(list(items))
+
+
+def _loads_by_name(document) -> dict[str, list]:
     grouped: dict[str, list] = {}
     load = ast.Load
     for node in document.index.nodes(ast.Name):
         if type(node.ctx) is load:
             grouped.setdefault(node.id, []).append((node, True))
-    return {name: _ByLine(items) for name, items in grouped.items()}
+    return grouped
 
 
-def _assignments_by_name(document) -> dict[str, _ByLine]:
+def _assignments_by_name(document) -> dict[str, list]:
     grouped: dict[str, list] = {}
     for node in document.index.nodes(ast.Assign):
         alone = len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
@@ -81,7 +89,7 @@ def _assignments_by_name(document) -> dict[str, _ByLine]:
                 stack.extend(target.elts)
             elif isinstance(target, ast.Starred):
                 stack.append(target.value)
-    return {name: _ByLine(items) for name, items in grouped.items()}
+    return grouped
 
 
 def _encloses(document, function: ast.AST, node: ast.AST) -> bool:
