@@ -1,4 +1,5 @@
-"""How `--check` results look: ruff-like text for people, one JSON object for machines."""
+"""How `--check` results look: ruff-like text for people, one JSON object for machines, and
+GitHub workflow commands that become annotations on a pull request (SARIF is in `sarif.py`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from llmarch_lsp.analyzers import find_rule
 from llmarch_lsp.citations import cite
 from llmarch_lsp.findings import FileReport, Finding, Severity
 from llmarch_lsp.text import split_lines
-from llmarch_lsp.fixes.apply import FixError, FixPlanner
+from llmarch_lsp.rewrite import planned_fix_edits
 
 
 @dataclass
@@ -21,6 +22,9 @@ class CheckRun:
     reports: list[FileReport] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)  # path -> text, to show source lines and fixes
     fixed: int = 0
+    fixing: bool = False  # --fix was given: the summary says what was fixed and what remains
+    # path -> per finding, the edits of its fix (see `planned_fix_edits`), when the checker planned them
+    fix_edits: dict[str, tuple] = field(default_factory=dict)
 
     @property
     def findings(self) -> list[tuple[str, Finding]]:
@@ -53,20 +57,26 @@ class Palette:
 
 
 def render_text(run: CheckRun, palette: Palette) -> str:
-    blocks = [_render_finding(path, finding, run.sources.get(path, ""), palette) for path, finding in run.findings]
+    lines_by_path: dict[str, list[str]] = {}  # split each file once, not once per finding
+
+    def lines_of(path: str) -> list[str]:
+        if path not in lines_by_path:
+            lines_by_path[path] = split_lines(run.sources.get(path, ""))
+        return lines_by_path[path]
+
+    blocks = [_render_finding(path, finding, lines_of(path), palette) for path, finding in run.findings]
     for report in run.errors:
         blocks.append(f"{palette.bold(report.path)}: {palette.severity(Severity.ERROR, 'error')}: {report.error}")
     blocks.append(_summary(run, palette))
     return "\n\n".join(blocks) + "\n"
 
 
-def _render_finding(path: str, finding: Finding, source: str, palette: Palette) -> str:
+def _render_finding(path: str, finding: Finding, lines: list[str], palette: Palette) -> str:
     span = finding.span
     header = (
         f"{palette.bold(f'{path}:{span.line}:{span.column + 1}:')} "
         f"{palette.severity(finding.severity, finding.code)} {palette.dim(f'[{finding.name}]')} {finding.message}"
     )
-    lines = split_lines(source)
     if not 1 <= span.line <= len(lines):
         return header
     text = lines[span.line - 1]
@@ -93,8 +103,8 @@ def _summary(run: CheckRun, palette: Palette) -> str:
     files = len(run.reports)
     checked = f"{files} file{'s' if files != 1 else ''} checked"
     parts = []
-    if run.fixed:
-        parts.append(f"Fixed {run.fixed} problem{'s' if run.fixed != 1 else ''}.")
+    if run.fixing:
+        parts.append(f"Fixed {run.fixed} problem{'s' if run.fixed != 1 else ''}; {count} remaining.")
     if count:
         by_severity = Counter(finding.severity.value for _, finding in run.findings)
         detail = ", ".join(
@@ -123,27 +133,28 @@ def render_json(run: CheckRun) -> str:
         "version": __version__,
         "files_checked": len(run.reports),
         "findings": [
-            _finding_json(report.path, finding, planner)
-            for report, planner in _with_fix_planners(run)
-            for finding in report.findings
+            _finding_json(report.path, finding, edits)
+            for report, all_edits in with_fix_edits(run)
+            for finding, edits in zip(report.findings, all_edits)
         ],
         "errors": [{"path": report.path, "message": report.error} for report in run.errors],
     }
+    if run.fixing:
+        document["fixed"] = run.fixed
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-def _with_fix_planners(run: CheckRun):
-    """Each report with a planner that validates all of its file's fixes with one parse."""
+def with_fix_edits(run: CheckRun):
+    """Each report with the edits of each finding's fix (None where there is no fix, or it would
+    not parse): from the run when the checker planned them already, else planned here."""
     for report in run.reports:
-        source = run.sources.get(report.path)
-        fixes = [finding.fix for finding in report.findings if finding.fix is not None]
-        planner = FixPlanner(source) if source is not None and fixes else None
-        if planner is not None:
-            planner.validate_together(fixes)
-        yield report, planner
+        edits = run.fix_edits.get(report.path)
+        if edits is None or len(edits) != len(report.findings):
+            edits = planned_fix_edits(run.sources.get(report.path), report.findings)
+        yield report, edits
 
 
-def _finding_json(path: str, finding: Finding, planner: FixPlanner | None) -> dict:
+def _finding_json(path: str, finding: Finding, edits) -> dict:
     span = finding.span
     return {
         "code": finding.code,
@@ -162,16 +173,12 @@ def _finding_json(path: str, finding: Finding, planner: FixPlanner | None) -> di
              "end_column": r.span.end_column + 1, "message": r.message}
             for r in finding.related
         ],
-        "fix": _fix_json(finding, planner),
+        "fix": _fix_json(finding, edits),
     }
 
 
-def _fix_json(finding: Finding, planner: FixPlanner | None) -> dict | None:
-    if finding.fix is None or planner is None:
-        return None
-    try:
-        edits = planner.edits_for(finding.fix)
-    except FixError:
+def _fix_json(finding: Finding, edits) -> dict | None:
+    if edits is None or finding.fix is None:
         return None
     return {
         "title": finding.fix.title,
@@ -187,6 +194,44 @@ def _fix_json(finding: Finding, planner: FixPlanner | None) -> dict | None:
             for edit in edits
         ],
     }
+
+
+# ---- GitHub Actions workflow commands ----------------------------------------------------
+_GITHUB_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice", Severity.HINT: "notice"}
+
+
+def render_github(run: CheckRun) -> str:
+    """`::warning file=…,line=…,col=…,endLine=…,endColumn=…,title=LLM101 unscaled-attention::message`
+    per finding; columns are 1-based and `endColumn` is exclusive, as in the JSON output."""
+    lines = []
+    for path, finding in run.findings:
+        span = finding.span
+        properties = {
+            "file": path,
+            "line": span.line,
+            "col": span.column + 1,
+            "endLine": span.end_line,
+            "endColumn": span.end_column + 1,
+            "title": f"{finding.code} {finding.name}",
+        }
+        lines.append(_workflow_command(_GITHUB_LEVEL[finding.severity], properties, finding.message))
+    for report in run.errors:
+        lines.append(_workflow_command("error", {"file": report.path, "title": "llmarch-lsp: not checked"}, report.error or ""))
+    return "".join(line + "\n" for line in lines)
+
+
+def _workflow_command(command: str, properties: dict, message: str) -> str:
+    listed = ",".join(f"{name}={_escape_property(str(value))}" for name, value in properties.items())
+    return f"::{command} {listed}::{_escape_data(message)}"
+
+
+def _escape_data(text: str) -> str:
+    # The runner reads one command per line and decodes these percent escapes (in this order).
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def render_rule_table(rules, as_json: bool) -> str:

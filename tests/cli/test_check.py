@@ -140,3 +140,13 @@ def test_large_folders_are_checked_in_parallel_with_the_same_results(llmarch, pr
     assert [error["path"] for error in data["errors"]] == ["pkg/broken.py"]
     text = llmarch("--check", "pkg")
     assert "3 | layer = nn.TransformerEncoderLayer(d_model=512, nhead=8)" in text.stdout  # snippets still shown
+
+
+def test_paths_may_follow_other_flags(llmarch, project):
+    project({"model.py": POST_NORM_LAYER, "clean.py": PRE_NORM_LAYER})
+    result = llmarch("--check", "--format", "json", "model.py")
+    assert result.code == 1 and result.json()["files_checked"] == 1
+    assert llmarch("--check", "clean.py", "--format", "json", "model.py").json()["files_checked"] == 2
+    assert llmarch("--check", "--fix", "clean.py").code == 0
+    stray = llmarch("--format", "json", "model.py")
+    assert stray.code == 2 and "paths go with --check" in stray.stderr
