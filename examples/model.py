@@ -1,6 +1,8 @@
 """A small GPT-style language model, written the way many first drafts are.
 
-`llmarch-lsp --check examples/` flags three silent problems in this file.
+`llmarch-lsp --check examples/` flags its silent problems: unscaled attention written by hand (where
+F.scaled_dot_product_attention would do), post-norm residuals, a post-norm nn.TransformerEncoderLayer
+and an output head not tied to the token embedding.
 """
 
 import math
