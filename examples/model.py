@@ -2,7 +2,7 @@
 
 `llmarch-lsp --check examples/` flags its silent problems: unscaled attention written by hand (where
 F.scaled_dot_product_attention would do), post-norm residuals, a post-norm nn.TransformerEncoderLayer
-and an output head not tied to the token embedding.
+and an output head that shares no weights with the token embedding.
 """
 
 import math
