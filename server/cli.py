@@ -253,7 +253,7 @@ def _fix_file(path: Path, settings: Settings, result, arguments, cache: ResultCa
     if not applicable_fixes(report, unsafe):
         return report, source, 0, None, len(report.findings)
     if result.cached:  # fix from a fresh analysis, never from stored fix data alone
-        report = analyze_source(source, report.path, settings)
+        report = analyze_source(source, report.path, settings, alternatives=False)
     outcome = fix_source(source, report, settings, unsafe)
     if outcome.failure:
         report.rule_failures.append(("fix", outcome.failure))

@@ -45,8 +45,10 @@ def analyze_source(
     settings: Settings | None = None,
     *,
     time_budget: float | None = None,
+    alternatives: bool = True,
 ) -> FileReport:
-    """Findings for one document. `time_budget` (seconds) stops running further rules once spent."""
+    """Findings for one document. `time_budget` (seconds) stops running further rules once spent.
+    `alternatives=False` skips building alternative fixes, which only editors offer."""
     settings = settings or Settings()
     report = FileReport(path)
     if not mentions_torch(source):
@@ -56,10 +58,12 @@ def analyze_source(
     if report.error:
         return report
     with _collector_paused():
-        return _analyze(source, path, settings, report, time_budget)
+        return _analyze(source, path, settings, report, time_budget, alternatives)
 
 
-def _analyze(source: str, path: str, settings: Settings, report: FileReport, time_budget: float | None) -> FileReport:
+def _analyze(
+    source: str, path: str, settings: Settings, report: FileReport, time_budget: float | None, alternatives: bool
+) -> FileReport:
     started = time.perf_counter()
     try:
         document = Document(source, path)
@@ -71,7 +75,7 @@ def _analyze(source: str, path: str, settings: Settings, report: FileReport, tim
         return report
 
     try:
-        _run_rules(document, settings, report, started, time_budget)
+        _run_rules(document, settings, report, started, time_budget, alternatives)
     finally:
         document.release()  # free the tree by reference counting, not by a later full GC pass
 
@@ -83,7 +87,9 @@ def _analyze(source: str, path: str, settings: Settings, report: FileReport, tim
     return report
 
 
-def _run_rules(document: Document, settings: Settings, report: FileReport, started: float, time_budget: float | None) -> None:
+def _run_rules(
+    document: Document, settings: Settings, report: FileReport, started: float, time_budget: float | None, alternatives: bool
+) -> None:
     path = report.path
     rules = settings.rules_for(path)
     for position, rule in enumerate(rules):
@@ -92,7 +98,7 @@ def _run_rules(document: Document, settings: Settings, report: FileReport, start
                 report.rule_failures.append((skipped.code, f"skipped: the {time_budget:g}s analysis budget was spent"))
             break
         try:
-            findings = rule.run(document, settings.options_for(rule))
+            findings = rule.run(document, settings.options_for(rule), alternatives=alternatives)
         except Exception as error:  # one broken rule must not hide the others
             report.rule_failures.append((rule.code, f"{type(error).__name__}: {error}"))
             continue
@@ -131,7 +137,7 @@ def analyze_path(path: Path, settings: Settings) -> FileReport:
         return FileReport(str(path), error=f"cannot read: {error.strerror or error}")
     except ValueError as error:
         return FileReport(str(path), error=str(error))
-    return analyze_source(source, str(path), settings)
+    return analyze_source(source, str(path), settings, alternatives=False)  # the command line's path
 
 
 def _describe_syntax_error(error: SyntaxError) -> str:

@@ -50,7 +50,7 @@ def fix_source(source: str, report: FileReport, settings: Settings, unsafe: bool
         if not result.applied or result.text == text:
             break
         text, fixed = result.text, fixed + len(result.applied)
-        report = analyze_source(text, report.path, settings)
+        report = analyze_source(text, report.path, settings, alternatives=False)
     return FixOutcome(text, report, fixed)
 
 

@@ -90,7 +90,7 @@ def check_files(
             results[index] = CheckedFile(FileReport(display, error=str(error)), None)
             continue
         if not mentions_torch(source):  # skipped before parsing; costs less than a cache lookup
-            results[index] = CheckedFile(analyze_source(source, display, settings), None)
+            results[index] = CheckedFile(analyze_source(source, display, settings, alternatives=False), None)
             if cache is not None:
                 cache.remember(absolute, display, signature, settings_keys[position], results[index].report)
             continue
@@ -170,7 +170,7 @@ def _analyze(pending, settings_table, cache, jobs, progress):
 def _analyze_job(job, settings_table: list[Settings], cache: ResultCache | None):
     """(report, fix edits): the edits are planned here too, in parallel, and cached with the report."""
     _, display, source, position, key = job
-    report = analyze_source(source, display, settings_table[position])
+    report = analyze_source(source, display, settings_table[position], alternatives=False)
     fix_edits = planned_fix_edits(source, report.findings) if any(f.fix for f in report.findings) else None
     if cache is not None and key is not None:
         cache.store(key, report, fix_edits)

@@ -155,7 +155,7 @@ def check(document: Document, context: RuleContext, rule: Rule):
             severity=Severity.INFO if port is not None else None,
             related=related,
             fix=None if shared else _fix(document, product),
-            alternatives=() if shared else _sdpa_alternative(document, site),
+            alternatives=() if shared or not context.alternatives else _sdpa_alternative(document, site),
         )
 
 

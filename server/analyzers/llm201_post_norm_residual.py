@@ -157,7 +157,9 @@ def check(document: Document, context: RuleContext, rule: Rule):
             if placement is not _OFF:
                 reported.append((found, placement is _CONFIGURABLE))
         # One rewrite for the whole forward; a branch a flag selects is the user's other design.
-        fix, ablation = pre_norm_fixes(document, module, [found for found, configurable in reported if not configurable])
+        fix, ablation = pre_norm_fixes(
+            document, module, [found for found, configurable in reported if not configurable], ablation=context.alternatives
+        )
         port = document.checkpoint_port if reported else None
         for found, configurable in reported:
             related = []

@@ -146,7 +146,7 @@ def check(document: Document, context: RuleContext, rule: Rule):
             _autocast_message(document, call, default),
             related=related,
             fix=_scaler_fix(document, iteration),
-            alternatives=tuple(fix for fix in (_bfloat16_fix(document, call),) if fix is not None),
+            alternatives=tuple(fix for fix in (_bfloat16_fix(document, call),) if fix is not None) if context.alternatives else (),
         )
     yield from _half_models(document, rule, calls)
 

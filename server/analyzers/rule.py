@@ -58,9 +58,11 @@ class Option:
 
 @dataclass(frozen=True)
 class RuleContext:
-    """What a check receives besides the document: the rule's resolved options."""
+    """What a check receives besides the document: the rule's resolved options, and whether to
+    build alternative fixes (only editors offer them; `--check` never uses them)."""
 
     options: Mapping[str, Any]
+    alternatives: bool = True
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,8 @@ class Rule:
         resolved.update(overrides or {})
         return resolved
 
-    def run(self, document: Document, options: Mapping[str, Any] | None = None) -> list[Finding]:
-        return list(self.check(document, RuleContext(self.resolved_options(options)), self))
+    def run(self, document: Document, options: Mapping[str, Any] | None = None, *, alternatives: bool = True) -> list[Finding]:
+        return list(self.check(document, RuleContext(self.resolved_options(options), alternatives), self))
 
     def finding(
         self,

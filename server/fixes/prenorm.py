@@ -62,8 +62,10 @@ class _Rewrite:
         return self.replacements if self.uncommented is None else self.uncommented
 
 
-def pre_norm_fixes(document: Document, module: ModuleClass, sums: list[NormalizedResidualSum]) -> tuple[Fix | None, Fix | None]:
-    """(the pre-norm rewrite of every sum in the forward, the same behind an ablation flag)."""
+def pre_norm_fixes(
+    document: Document, module: ModuleClass, sums: list[NormalizedResidualSum], *, ablation: bool = True
+) -> tuple[Fix | None, Fix | None]:
+    """(the pre-norm rewrite of every sum in the forward, the same behind an ablation flag when asked)."""
     rewrites = []
     for found in sums:
         rewrite = _rewrite(document, found)
@@ -83,7 +85,7 @@ def pre_norm_fixes(document: Document, module: ModuleClass, sums: list[Normalize
         replacements=tuple(edit for rewrite in rewrites for edit in rewrite.replacements),
         comments=comments,
     )
-    return primary, _ablation(document, module, rewrites)
+    return primary, _ablation(document, module, rewrites) if ablation else None
 
 
 # ---- one sublayer ----------------------------------------------------------------------------
