@@ -131,7 +131,7 @@ def check(document: Document, context: RuleContext, rule: Rule):
     iterations = document.loops.iterations
     if not iterations or _precision_managed(document):
         return
-    calls = document.training._calls_by_name
+    calls = document.index.calls_by_name
     for call in calls.get("autocast", ()):
         default = _autocast_float16(document, call)
         if default is None:
@@ -158,7 +158,7 @@ def _precision_managed(document: Document) -> bool:
     imports = document.imports
     if any(imports.imports_module(framework) for framework in _PRECISION_FRAMEWORKS):
         return True
-    for name, group in document.training._calls_by_name.items():
+    for name, group in document.index.calls_by_name.items():
         if _SCALER_CALL.search(name):
             return True
         if name in ("scale", "step", "update", "unscale_") and any(

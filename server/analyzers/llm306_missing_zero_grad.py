@@ -183,7 +183,7 @@ def _may_clear_elsewhere(document: Document, iteration: TrainingIteration) -> bo
     if any(hook in document.source for hook in _STEP_HOOKS):
         return True
     index = document.index
-    calls = document.training._calls_by_name
+    calls = document.index.calls_by_name
     for name, group in calls.items():
         if not _MAY_CLEAR.search(name):
             continue

@@ -216,7 +216,6 @@ class _AttentionFinder:
         self.index = document.index
         self.flows: dict[int, _FunctionFlow] = {}
         self._softmax_attributes: set[str] | None = None
-        self._calls_by_name: dict[str, list[ast.Call]] | None = None
         self._caller_scaling: dict[tuple[int, str], ast.AST | None] = {}
 
     # ---- softmax calls -------------------------------------------------------------
@@ -557,14 +556,7 @@ class _AttentionFinder:
     @property
     def calls_by_name(self) -> dict[str, list[ast.Call]]:
         """Calls grouped by the callee's last name: `self._attn(...)` under `_attn`."""
-        if self._calls_by_name is None:
-            self._calls_by_name = {}
-            for call in self.index.calls:
-                func = call.func
-                name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
-                if name is not None:
-                    self._calls_by_name.setdefault(name, []).append(call)
-        return self._calls_by_name
+        return self.index.calls_by_name
 
     # ---- helpers -------------------------------------------------------------------------
     def _flow(self, function) -> _FunctionFlow:

@@ -19,7 +19,6 @@ import re
 from bisect import bisect_left
 from functools import cached_property
 
-from llmarch_lsp.facts.imports import call_name
 from llmarch_lsp.facts.modules import dotted_name
 
 OFF, ON, UNKNOWN = "off", "on", "unknown"
@@ -44,22 +43,10 @@ class EvaluationFacts:
         self._index = document.index
 
     # ---- calls -------------------------------------------------------------------------------
-    @cached_property
+    @property
     def calls_by_name(self) -> dict[str, list[ast.Call]]:
-        """Every call grouped by the last part of its callee (`eval`, `backward`, `evaluate`).
-
-        The training facts group the same calls the same way; share their grouping when they have
-        it, so a file's calls are grouped once per keystroke.
-        """
-        shared = getattr(self._document.training, "_calls_by_name", None)
-        if isinstance(shared, dict):
-            return shared
-        grouped: dict[str, list[ast.Call]] = {}
-        for call in self._index.calls:
-            name = call_name(call)
-            if name is not None:
-                grouped.setdefault(name, []).append(call)
-        return grouped
+        """Every call grouped by the last part of its callee (`eval`, `backward`, `evaluate`)."""
+        return self._index.calls_by_name
 
     @cached_property
     def functions_by_name(self) -> dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]]:

@@ -34,7 +34,7 @@ class NodeIndex:
                 grouped[func.id].append(call)
             elif isinstance(func, ast.Attribute):
                 grouped[func.attr].append(call)
-        return grouped
+        return dict(grouped)  # a plain dict: a lookup of an unknown name never inserts one
 
     def calls_named(self, *names: str) -> list[ast.Call]:
         if len(names) == 1:

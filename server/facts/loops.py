@@ -193,8 +193,7 @@ class LoopFacts:
     def _direct_events(self) -> dict[ast.AST | None, list[LoopEvent]]:
         if "backward" not in self._document.source:
             return {}
-        training = self._document.training
-        calls = training._calls_by_name
+        calls = self._document.index.calls_by_name
         events: list[LoopEvent] = []
         for call in (*calls.get("backward", ()), *calls.get("manual_backward", ())):
             event = self._backward_event(call)
@@ -291,7 +290,7 @@ class LoopFacts:
     def _helper_calls(self) -> dict[ast.AST | None, list[ast.Call]]:
         """Calls of local functions that (transitively) hold events, grouped by the calling function."""
         direct = self._direct_events
-        calls = self._document.training._calls_by_name
+        calls = self._document.index.calls_by_name
         eventful = {scope.name for scope in direct if isinstance(scope, _FUNCTIONS)}
         pending, seen = set(eventful), set()
         found: dict[ast.AST | None, list[ast.Call]] = {}
@@ -401,7 +400,7 @@ class LoopFacts:
         function = self._index.enclosing_function(node)
         if not isinstance(function, _FUNCTIONS):
             return None
-        for call in self._document.training._calls_by_name.get(function.name, ()):
+        for call in self._document.index.calls_by_name.get(function.name, ()):
             if _calls_local_function(call):
                 for ancestor in self._index.ancestors(call):
                     if id(ancestor) in loops:

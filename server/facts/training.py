@@ -135,15 +135,10 @@ class TrainingFacts:
         self._document = document
         self._index = document.index
 
-    @cached_property
+    @property
     def _calls_by_name(self) -> dict[str, list[ast.Call]]:
         """Every call grouped by the last part of its callee (`step`, `AdamW`, `train_step`)."""
-        grouped: dict[str, list[ast.Call]] = {}
-        for call in self._index.calls:
-            name = call_name(call)
-            if name is not None:
-                grouped.setdefault(name, []).append(call)
-        return grouped
+        return self._index.calls_by_name
 
     @cached_property
     def _functions(self) -> dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]]:
