@@ -102,7 +102,7 @@ from llmarch_lsp.facts.stacks import BlockStack, Submodule
 from llmarch_lsp.findings import Confidence, Evidence, Related, Severity, Span
 from llmarch_lsp.fixes.builders import cited_text
 from llmarch_lsp.fixes.model import UNSAFE, Fix, Replace
-from llmarch_lsp.fixes.shapes import ends_its_line, starts_its_line
+from llmarch_lsp.fixes.shapes import owns_its_lines
 
 FIX_TITLE = "Add a final norm before the output head"
 _FIX_REASON = "Final norm: a pre-norm stack leaves the residual stream un-normalized"
@@ -297,7 +297,7 @@ def _may_normalize(document: Document, module: ModuleClass, call: ast.Call) -> b
 def _fix(
     document: Document, module: ModuleClass, stack: BlockStack, norm_call: ast.Call, run: _StackRun, existing: Submodule | None
 ) -> Fix | None:
-    if not _alone(document, run.statement):
+    if not owns_its_lines(document, run.statement):
         return None
     for ancestor in document.index.ancestors(run.statement):
         if ancestor is module.forward:
@@ -313,7 +313,7 @@ def _fix(
             return None
         attribute = _free_attribute(document, module, norm_call)
         statement = stack.submodule.statement
-        if not stack.submodule.unconditional or not _alone(document, statement):
+        if not stack.submodule.unconditional or not owns_its_lines(document, statement):
             return None
         name = f"self.{attribute}"
         replacements.append(_insert_after(document, statement, [f"{name} = {built}"]))
@@ -429,10 +429,6 @@ def _free_attribute(document: Document, module: ModuleClass, norm_call: ast.Call
         if re.search(rf"\bself\.{name}\b", source) is None:
             return name
     return "final_norm_"
-
-
-def _alone(document: Document, statement: ast.stmt) -> bool:
-    return starts_its_line(document, statement) and ends_its_line(document, statement)
 
 
 RULE = Rule(

@@ -125,6 +125,7 @@ from llmarch_lsp.facts.training import (
 from llmarch_lsp.findings import Confidence, Evidence, Related, Severity, Span
 from llmarch_lsp.fixes.builders import cited_comment
 from llmarch_lsp.fixes.model import UNSAFE, AddImport, Fix, Replace
+from llmarch_lsp.fixes.shapes import owns_its_lines
 
 FIX_TITLE = "Add a linear learning-rate warmup"
 
@@ -344,7 +345,7 @@ def _named_warmup_fix(document: Document, schedule: SchedulerSite) -> Fix | None
     statement = document.index.enclosing_statement(schedule.call)
     if value is None or literal_number(value) != 0 or _word_in_source(document, _WARMUP_NAME):
         return None
-    if not _owns_its_lines(document, statement):
+    if not owns_its_lines(document, statement):
         return None
     indentation = document.indentation_of(statement.lineno)
     comment = cited_comment(statement.lineno, _FIX_REASON, "liu2020radam").text
@@ -363,7 +364,7 @@ def _single_name_assignment(document: Document, call: ast.Call) -> ast.Assign | 
         and statement.value is call
         and len(statement.targets) == 1
         and isinstance(statement.targets[0], ast.Name)
-        and _owns_its_lines(document, statement)
+        and owns_its_lines(document, statement)
     ):
         return statement
     return None
@@ -377,7 +378,7 @@ def _step_statements(document: Document, steps: list[StepSite], optimizer_name: 
         statement = index.enclosing_statement(step.call)
         if not (isinstance(statement, ast.Expr) and statement.value is step.call):
             return None
-        if step.optimizer != optimizer_name or not _owns_its_lines(document, statement):
+        if step.optimizer != optimizer_name or not owns_its_lines(document, statement):
             return None
         if scope is not None and index.enclosing_function(statement) is not scope:
             return None  # a local scheduler would not be visible where the loop steps
@@ -415,16 +416,6 @@ def _argument_node(call: ast.Call, position: int, keyword: str) -> ast.AST | Non
         if item.arg == keyword:
             return item.value
     return call.args[position] if len(call.args) > position else None
-
-
-def _owns_its_lines(document: Document, statement: ast.stmt) -> bool:
-    """The statement starts its line and nothing but a comment follows it."""
-    start = document.line_text(statement.lineno)
-    if len(start) - len(start.lstrip()) != statement.col_offset:
-        return False
-    end = document.line_text(statement.end_lineno)
-    rest = end.encode("utf-8")[statement.end_col_offset :].decode("utf-8", errors="ignore").strip()
-    return rest == "" or rest.startswith("#")
 
 
 def _after_line(document: Document, line: int, text: str) -> Replace:

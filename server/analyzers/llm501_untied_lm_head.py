@@ -83,7 +83,7 @@ from llmarch_lsp.facts.stacks import Submodule
 from llmarch_lsp.findings import Confidence, Evidence, Related, Severity, Span
 from llmarch_lsp.fixes.builders import cited_text
 from llmarch_lsp.fixes.model import UNSAFE, Fix, Replace
-from llmarch_lsp.fixes.shapes import ends_its_line, starts_its_line
+from llmarch_lsp.fixes.shapes import owns_its_lines
 
 FIX_TITLE = "Tie the output head to the token embedding"
 _FIX_REASON = "Weight tying: the output head reuses the token embedding matrix"
@@ -206,7 +206,7 @@ def _fix(document: Document, embedding: Submodule, head: Submodule) -> Fix | Non
     if not all(submodule.unconditional for submodule in (embedding, head)):
         return None
     functions = {id(document.index.parent(statement)) for statement in statements}
-    if len(functions) != 1 or not all(_alone(document, statement) for statement in statements):
+    if len(functions) != 1 or not all(owns_its_lines(document, statement) for statement in statements):
         return None
     later = max(statements, key=lambda statement: statement.end_lineno)
     indentation = document.indentation_of(later.lineno)
@@ -218,10 +218,6 @@ def _fix(document: Document, embedding: Submodule, head: Submodule) -> Fix | Non
         applicability=UNSAFE,
         replacements=(Replace(Span(later.end_lineno, column, later.end_lineno, column), text),),
     )
-
-
-def _alone(document: Document, statement: ast.stmt) -> bool:
-    return starts_its_line(document, statement) and ends_its_line(document, statement)
 
 
 RULE = Rule(

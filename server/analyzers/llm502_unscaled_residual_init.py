@@ -89,7 +89,7 @@ from llmarch_lsp.facts.stacks import BlockStack
 from llmarch_lsp.findings import Confidence, Evidence, Related, Severity, Span
 from llmarch_lsp.fixes.builders import cited_text
 from llmarch_lsp.fixes.model import UNSAFE, AddImport, Fix, Replace
-from llmarch_lsp.fixes.shapes import ends_its_line, starts_its_line
+from llmarch_lsp.fixes.shapes import owns_its_lines
 
 FIX_TITLE = "Scale the init of residual output projections by 1/sqrt(2·n_layer)"
 _FIX_REASON = "GPT-2 init: residual output projections get std/sqrt(2·n_layer), two residual adds per block"
@@ -308,7 +308,7 @@ def _fix(document: Document, module: ModuleClass, stack: BlockStack, apply_call:
     initializer = document.index.parent(statement)
     if not isinstance(statement, ast.Expr) or not isinstance(initializer, ast.FunctionDef):
         return None
-    if not _alone(document, statement) or stack.submodule.statement.lineno > statement.lineno:
+    if not owns_its_lines(document, statement) or stack.submodule.statement.lineno > statement.lineno:
         return None
     if {node.id for node in ast.walk(stack.depth) if isinstance(node, ast.Name)} & stack.comprehension_names:
         return None
@@ -352,10 +352,6 @@ def _quote_style(document: Document, module: ModuleClass) -> str:
             singles += first == "'"
             doubles += first == '"'
     return '"' if doubles > singles else "'"
-
-
-def _alone(document: Document, statement: ast.stmt) -> bool:
-    return starts_its_line(document, statement) and ends_its_line(document, statement)
 
 
 RULE = Rule(

@@ -32,7 +32,7 @@ from llmarch_lsp.findings import Span
 from llmarch_lsp.fixes.builders import cited_comment, cited_text
 from llmarch_lsp.fixes.model import UNSAFE, Fix, Replace
 from llmarch_lsp.fixes.scopes import assignments, loads, per_document
-from llmarch_lsp.fixes.shapes import block_of, ends_its_line, starts_its_line
+from llmarch_lsp.fixes.shapes import block_of, ends_its_line, owns_its_lines, starts_its_line
 from llmarch_lsp.text import split_lines
 
 PRE_NORM_TITLE = "Move the norm before the sublayer (pre-norm)"
@@ -94,7 +94,7 @@ def _rewrite(document: Document, found: NormalizedResidualSum) -> _Rewrite | Non
     statement = document.index.parent(found.norm_call)
     if not isinstance(statement, (ast.Assign, ast.Return)) or statement.value is not found.norm_call:
         return None
-    if not (starts_its_line(document, statement) and ends_its_line(document, statement)):
+    if not owns_its_lines(document, statement):
         return None
     if isinstance(statement, ast.Assign) and not (len(statement.targets) == 1 and isinstance(statement.targets[0], ast.Name)):
         return None

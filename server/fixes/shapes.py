@@ -39,6 +39,11 @@ def starts_its_line(document, statement: ast.stmt) -> bool:
     return not document.line_text(span.line)[: span.column].strip()
 
 
+def owns_its_lines(document, statement: ast.stmt) -> bool:
+    """The statement starts its first line and nothing but a comment follows it on its last."""
+    return starts_its_line(document, statement) and ends_its_line(document, statement)
+
+
 def block_of(document, statement: ast.stmt) -> list[ast.stmt] | None:
     """The statement list (a body, an `else`, a `finally`) that holds `statement`."""
     parent = document.index.parent(statement)
