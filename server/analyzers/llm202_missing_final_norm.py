@@ -99,8 +99,8 @@ from llmarch_lsp.document import Document
 from llmarch_lsp.facts.modules import ModuleClass, dotted_name
 from llmarch_lsp.facts.residuals import is_norm_class, is_norm_name
 from llmarch_lsp.facts.stacks import BlockStack, Submodule
-from llmarch_lsp.findings import Confidence, Evidence, Related, Severity, Span
-from llmarch_lsp.fixes.builders import cited_text
+from llmarch_lsp.findings import Confidence, Evidence, Related, Severity
+from llmarch_lsp.fixes.builders import cited_text, line_end
 from llmarch_lsp.fixes.model import UNSAFE, Fix, Replace
 from llmarch_lsp.fixes.shapes import owns_its_lines
 
@@ -326,8 +326,7 @@ def _insert_after(document: Document, statement: ast.stmt, lines: list[str]) -> 
     indentation = document.indentation_of(statement.lineno)
     comment = cited_text(_FIX_REASON, "xiong2020layer", "radford2019gpt2")
     text = "".join(f"\n{indentation}{line}" for line in [f"# {comment}", *lines])
-    column = len(document.line_text(statement.end_lineno))
-    return Replace(Span(statement.end_lineno, column, statement.end_lineno, column), text)
+    return Replace(line_end(document, statement.end_lineno), text)
 
 
 def _unused_final_norm(document: Document, module: ModuleClass) -> Submodule | None:

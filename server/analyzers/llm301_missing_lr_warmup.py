@@ -123,7 +123,7 @@ from llmarch_lsp.facts.training import (
     literal_number,
 )
 from llmarch_lsp.findings import Confidence, Evidence, Related, Severity, Span
-from llmarch_lsp.fixes.builders import cited_comment
+from llmarch_lsp.fixes.builders import cited_comment, line_end
 from llmarch_lsp.fixes.model import UNSAFE, AddImport, Fix, Replace
 from llmarch_lsp.fixes.shapes import owns_its_lines
 
@@ -288,7 +288,7 @@ def _lambda_warmup_fix(document: Document, optimizer: OptimizerSite, steps: list
         f"\n{indentation}{_SCHEDULER_NAME} = {lambda_lr}({optimizer_name}, "
         f"lambda step: min(1.0, (step + 1) / {_WARMUP_NAME}))"
     )
-    replacements = [_after_line(document, statement.end_lineno, warmup)]
+    replacements = [Replace(line_end(document, statement.end_lineno), warmup)]
     replacements += _scheduler_steps_after(document, step_statements, _SCHEDULER_NAME)
     return Fix(title=FIX_TITLE, applicability=UNSAFE, replacements=tuple(replacements), imports=imports)
 
@@ -333,7 +333,7 @@ def _sequential_warmup_fix(
         f"{indentation}    milestones=[{_WARMUP_NAME}],\n"
         f"{indentation})"
     )
-    replacements = [_after_line(document, statement.end_lineno, warmup)]
+    replacements = [Replace(line_end(document, statement.end_lineno), warmup)]
     if not schedule_steps:
         replacements += _scheduler_steps_after(document, step_statements, scheduler_name)
     return Fix(title=FIX_TITLE, applicability=UNSAFE, replacements=tuple(replacements), imports=sequential_import + linear_import)
@@ -388,7 +388,7 @@ def _step_statements(document: Document, steps: list[StepSite], optimizer_name: 
 
 def _scheduler_steps_after(document: Document, step_statements: list[ast.stmt], scheduler_name: str) -> list[Replace]:
     return [
-        _after_line(document, statement.end_lineno, f"\n{document.indentation_of(statement.lineno)}{scheduler_name}.step()")
+        Replace(line_end(document, statement.end_lineno), f"\n{document.indentation_of(statement.lineno)}{scheduler_name}.step()")
         for statement in step_statements
     ]
 
@@ -416,11 +416,6 @@ def _argument_node(call: ast.Call, position: int, keyword: str) -> ast.AST | Non
         if item.arg == keyword:
             return item.value
     return call.args[position] if len(call.args) > position else None
-
-
-def _after_line(document: Document, line: int, text: str) -> Replace:
-    column = len(document.line_text(line))
-    return Replace(Span(line, column, line, column), text)
 
 
 def _word_in_source(document: Document, word: str) -> bool:

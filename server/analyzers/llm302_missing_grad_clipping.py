@@ -100,7 +100,8 @@ import re
 
 from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
-from llmarch_lsp.facts.loops import ACCELERATE, LoopEvent, TrainingIteration, line_start
+from llmarch_lsp.facts.loops import ACCELERATE, LoopEvent, TrainingIteration
+from llmarch_lsp.fixes.builders import line_start
 from llmarch_lsp.facts.modules import dotted_name
 from llmarch_lsp.findings import Confidence, Evidence, Related, Severity
 from llmarch_lsp.fixes.builders import cited_comment

@@ -103,7 +103,8 @@ import re
 from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
 from llmarch_lsp.facts.imports import call_name
-from llmarch_lsp.facts.loops import TrainingIteration, line_end, line_start, name_is_free
+from llmarch_lsp.facts.loops import TrainingIteration, name_is_free
+from llmarch_lsp.fixes.builders import line_end, line_start
 from llmarch_lsp.facts.modules import dotted_name
 from llmarch_lsp.findings import Confidence, Evidence, Related, Severity, Span
 from llmarch_lsp.fixes.builders import cited_comment, set_keyword_argument

@@ -89,7 +89,8 @@ import re
 
 from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
-from llmarch_lsp.facts.loops import SCALER_UPDATE, ZERO_GRAD, LoopEvent, TrainingIteration, line_end
+from llmarch_lsp.facts.loops import SCALER_UPDATE, ZERO_GRAD, LoopEvent, TrainingIteration
+from llmarch_lsp.fixes.builders import line_end
 from llmarch_lsp.findings import Confidence, Evidence, Related, Severity
 from llmarch_lsp.fixes.model import UNSAFE, Fix, Replace
 

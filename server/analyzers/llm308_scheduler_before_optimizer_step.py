@@ -98,7 +98,8 @@ import ast
 
 from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
-from llmarch_lsp.facts.loops import SCHEDULER_STEP, STEP, LoopEvent, line_end
+from llmarch_lsp.facts.loops import SCHEDULER_STEP, STEP, LoopEvent
+from llmarch_lsp.fixes.builders import line_end
 from llmarch_lsp.facts.modules import dotted_name
 from llmarch_lsp.findings import Confidence, Evidence, Related, Severity, Span
 from llmarch_lsp.fixes.model import UNSAFE, Fix, Replace

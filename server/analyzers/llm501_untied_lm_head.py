@@ -80,8 +80,8 @@ from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
 from llmarch_lsp.facts.modules import ModuleClass
 from llmarch_lsp.facts.stacks import Submodule
-from llmarch_lsp.findings import Confidence, Evidence, Related, Severity, Span
-from llmarch_lsp.fixes.builders import cited_text
+from llmarch_lsp.findings import Confidence, Evidence, Related, Severity
+from llmarch_lsp.fixes.builders import cited_text, line_end
 from llmarch_lsp.fixes.model import UNSAFE, Fix, Replace
 from llmarch_lsp.fixes.shapes import owns_its_lines
 
@@ -212,11 +212,10 @@ def _fix(document: Document, embedding: Submodule, head: Submodule) -> Fix | Non
     indentation = document.indentation_of(later.lineno)
     comment = cited_text(_FIX_REASON, "press2017tying")
     text = f"\n{indentation}# {comment}\n{indentation}{head.reference}.weight = {embedding.reference}.weight"
-    column = len(document.line_text(later.end_lineno))
     return Fix(
         title=FIX_TITLE,
         applicability=UNSAFE,
-        replacements=(Replace(Span(later.end_lineno, column, later.end_lineno, column), text),),
+        replacements=(Replace(line_end(document, later.end_lineno), text),),
     )
 
 

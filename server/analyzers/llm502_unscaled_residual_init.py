@@ -86,8 +86,8 @@ from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
 from llmarch_lsp.facts.modules import ModuleClass, dotted_name
 from llmarch_lsp.facts.stacks import BlockStack
-from llmarch_lsp.findings import Confidence, Evidence, Related, Severity, Span
-from llmarch_lsp.fixes.builders import cited_text
+from llmarch_lsp.findings import Confidence, Evidence, Related, Severity
+from llmarch_lsp.fixes.builders import cited_text, line_end
 from llmarch_lsp.fixes.model import UNSAFE, AddImport, Fix, Replace
 from llmarch_lsp.fixes.shapes import owns_its_lines
 
@@ -335,11 +335,10 @@ def _fix(document: Document, module: ModuleClass, stack: BlockStack, apply_call:
         f"{unit}{unit}{normal}({parameter}, mean=0.0, std={document.segment(std)} / {sqrt}(2 * {depth}))",
     ]
     text = "".join(f"\n{indentation}{line}" for line in lines)
-    column = len(document.line_text(statement.end_lineno))
     return Fix(
         title=FIX_TITLE,
         applicability=UNSAFE,
-        replacements=(Replace(Span(statement.end_lineno, column, statement.end_lineno, column), text),),
+        replacements=(Replace(line_end(document, statement.end_lineno), text),),
         imports=imports,
     )
 

@@ -34,7 +34,6 @@ from functools import cached_property
 from llmarch_lsp.facts.imports import call_name
 from llmarch_lsp.facts.modules import dotted_name
 from llmarch_lsp.facts.training import literal_number
-from llmarch_lsp.findings import Span
 
 BACKWARD = "backward"
 STEP = "step"
@@ -598,17 +597,6 @@ class LoopFacts:
 
 
 # ---- helpers ----------------------------------------------------------------------------------
-
-def line_start(line: int) -> Span:
-    """An empty span at the start of `line`: insert whole lines above it."""
-    return Span(line, 0, line, 0)
-
-
-def line_end(document, line: int) -> Span:
-    """An empty span at the end of `line`: insert `\\n<indent>statement` below it."""
-    column = len(document.line_text(line))
-    return Span(line, column, line, column)
-
 
 def name_is_free(document, name: str) -> bool:
     """`name` appears nowhere in the file as a whole word: a fix may bind it."""

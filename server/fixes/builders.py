@@ -10,6 +10,17 @@ from llmarch_lsp.findings import Span
 from llmarch_lsp.fixes.model import CommentAbove, Replace
 
 
+def line_start(line: int) -> Span:
+    """An empty span at the start of `line`: insert whole lines above it."""
+    return Span(line, 0, line, 0)
+
+
+def line_end(document: Document, line: int) -> Span:
+    """An empty span at the end of `line`: insert `\\n<indent>statement` below it."""
+    column = len(document.line_text(line))
+    return Span(line, column, line, column)
+
+
 def cited_comment(statement_line: int, reason: str, *citation_keys: str) -> CommentAbove:
     """`# <reason> (Xiong et al., 2020, arXiv:2002.04745)` above the statement on that line."""
     return CommentAbove(statement_line, cited_text(reason, *citation_keys))
