@@ -113,6 +113,7 @@ from collections import Counter
 from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
 from llmarch_lsp.facts.attention import AttentionSite, ScoreProduct
+from llmarch_lsp.facts.index import walk
 from llmarch_lsp.findings import Confidence, Related, Severity, Span
 from llmarch_lsp.fixes.builders import cited_comment
 from llmarch_lsp.fixes.model import UNSAFE, Fix, Replace
@@ -318,7 +319,7 @@ def _is_plain_reference(node: ast.AST) -> bool:
     """`k`, `self.k`, `key_states[:, :T]`: repeating it computes nothing."""
     if node.end_lineno != node.lineno:
         return False
-    return all(not isinstance(part, (ast.Call, ast.Await, ast.NamedExpr, ast.Yield, ast.YieldFrom)) for part in ast.walk(node))
+    return all(not isinstance(part, (ast.Call, ast.Await, ast.NamedExpr, ast.Yield, ast.YieldFrom)) for part in walk(node))
 
 
 def _binds_tighter_than_product(document: Document, node: ast.AST) -> bool:

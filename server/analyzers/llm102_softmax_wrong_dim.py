@@ -86,6 +86,7 @@ from dataclasses import dataclass
 from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
 from llmarch_lsp.facts.attention import _KEY_WORDS, _QUERY_WORDS, AttentionSite, ScoreProduct, _has_word, _integer, _root_name
+from llmarch_lsp.facts.index import walk
 from llmarch_lsp.facts.score_flow import Rank, ScorePath, broadcast_rank, is_scalar
 from llmarch_lsp.findings import Confidence, Evidence, Related, Severity
 from llmarch_lsp.fixes.builders import set_keyword_argument
@@ -446,16 +447,16 @@ def _applied_to_values(document: Document, site: AttentionSite) -> bool:
     start = (statement.lineno, statement.col_offset)
     derived = {statement.targets[0].id}
     later = sorted(
-        (node for node in ast.walk(function) if isinstance(node, ast.stmt) and (node.lineno, node.col_offset) > start),
+        (node for node in walk(function) if isinstance(node, ast.stmt) and (node.lineno, node.col_offset) > start),
         key=lambda node: (node.lineno, node.col_offset),
     )
     for node in later:
         if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and node.value is not None:
             if _mentions(node.value, derived):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                derived.update(t.id for target in targets for t in ast.walk(target) if isinstance(t, ast.Name))
+                derived.update(t.id for target in targets for t in walk(target) if isinstance(t, ast.Name))
     for node in later:
-        for part in ast.walk(node) if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else ():
+        for part in walk(node) if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else ():
             if _is_product(document, part) and any(_mentions(operand, derived) for operand in _operands(part)):
                 return True
     return False
@@ -493,7 +494,7 @@ def _operands(node: ast.AST) -> list[ast.AST]:
 
 
 def _mentions(node: ast.AST, names: set[str]) -> bool:
-    return any(isinstance(part, ast.Name) and part.id in names for part in ast.walk(node))
+    return any(isinstance(part, ast.Name) and part.id in names for part in walk(node))
 
 
 # ---- on-purpose normalisation over queries ----------------------------------------------------------

@@ -87,6 +87,7 @@ from dataclasses import dataclass
 from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
 from llmarch_lsp.facts.attention import _bound_value
+from llmarch_lsp.facts.index import walk
 from llmarch_lsp.facts.score_flow import evaluate_constant
 from llmarch_lsp.findings import Confidence, Evidence, Related, Severity
 
@@ -115,10 +116,10 @@ def check(document: Document, context: RuleContext, rule: Rule):
         return  # a text search settles most files
     triangles = [
         call
-        for call in document.index.calls
-        if (getattr(call.func, "attr", None) in _TRIANGLE_METHODS or getattr(call.func, "id", None) in ("tril", "triu"))
-        and _is_triangle_of_ones(document, call)
+        for call in document.index.calls_named(*_TRIANGLE_METHODS)
+        if (call.func.__class__ is ast.Attribute or call.func.id in ("tril", "triu")) and _is_triangle_of_ones(document, call)
     ]
+    triangles.sort(key=lambda call: (call.lineno, call.col_offset))
     if not triangles:
         return
     masks = [mask for mask in (_stored_mask(document, triangle) for triangle in triangles) if mask is not None]
@@ -372,7 +373,7 @@ def _base_name(base: ast.AST) -> str | None:
 
 
 def _names_read(scope: ast.AST, name: str) -> list[ast.Name]:
-    return [node for node in ast.walk(scope) if isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Load)]
+    return [node for node in walk(scope) if isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Load)]
 
 
 # ---- unmasked attention in the same scope --------------------------------------------------------

@@ -129,7 +129,7 @@ def check(document: Document, context: RuleContext, rule: Rule):
             _role(argument.arg) for argument in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs)
         ):
             scopes.append(values.parameters(function))
-    for call in document.index.calls:
+    for call in _constructor_calls(document):
         if _may_configure_heads(document, values, call):
             scope = values.call(call, wanted=_is_relevant)
             if scope is not None:
@@ -143,6 +143,14 @@ def check(document: Document, context: RuleContext, rule: Rule):
                 yield finding
 
 
+def _constructor_calls(document: Document):
+    """Calls of a capitalized name (`GPTConfig(...)`, `nn.MultiheadAttention(...)`), not `dict(...)`
+    or a helper: only constructors configure heads."""
+    for name, calls in document.index.calls_by_name.items():
+        if name[:1].isupper():
+            yield from calls
+
+
 def _may_configure_heads(document: Document, values, call) -> bool:
     func = call.func
     if func.__class__ is ast.Attribute:
@@ -150,8 +158,6 @@ def _may_configure_heads(document: Document, values, call) -> bool:
     elif func.__class__ is ast.Name:
         name = func.id
     else:
-        return False
-    if not name[0].isupper():  # a constructor (`GPTConfig(...)`), not `dict(...)` or a helper
         return False
     for keyword in call.keywords:
         if keyword.arg in _ROLE_BY_NAME:

@@ -93,6 +93,7 @@ from dataclasses import dataclass
 from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
 from llmarch_lsp.facts.attention import _bound_value
+from llmarch_lsp.facts.index import walk
 from llmarch_lsp.facts.score_flow import ScorePath, Step
 from llmarch_lsp.findings import Confidence, Evidence, Related, Severity
 from llmarch_lsp.fixes.model import UNSAFE, AddImport, Fix, Replace
@@ -265,7 +266,7 @@ def _chosen_by_dtype(document: Document, node: ast.AST) -> bool:
         if isinstance(ancestor, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
             return False
         if isinstance(ancestor, (ast.If, ast.IfExp)):
-            for part in ast.walk(ancestor.test):
+            for part in walk(ancestor.test):
                 if isinstance(part, ast.Attribute) and part.attr in ("dtype", "float16", "half", "is_autocast_enabled"):
                     return True
     return False
@@ -354,7 +355,7 @@ def _is_plain_reference(node: ast.AST) -> bool:
     """`scores`, `self.scores`, `att[:, :, :T]`: cheap to read twice, on one line."""
     if node.end_lineno != node.lineno:
         return False
-    return all(not isinstance(part, (ast.Call, ast.Await, ast.NamedExpr)) for part in ast.walk(node))
+    return all(not isinstance(part, (ast.Call, ast.Await, ast.NamedExpr)) for part in walk(node))
 
 
 RULE = Rule(

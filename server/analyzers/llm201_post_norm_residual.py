@@ -126,6 +126,7 @@ import re
 
 from llmarch_lsp.analyzers.rule import Invalid, Option, Rule, RuleContext
 from llmarch_lsp.document import Document
+from llmarch_lsp.facts.index import walk
 from llmarch_lsp.facts.modules import ModuleClass
 from llmarch_lsp.facts.residuals import NormalizedResidualSum
 from llmarch_lsp.findings import Confidence, Related, Severity
@@ -223,7 +224,7 @@ def _constant_test(document: Document, module: ModuleClass, test: ast.expr) -> b
     if not (isinstance(flag, ast.Attribute) and isinstance(flag.value, ast.Name) and flag.value.id == "self"):
         return None
     values = set()
-    for node in ast.walk(module.node):
+    for node in walk(module.node):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
         for target in targets:
             if isinstance(target, ast.Attribute) and target.attr == flag.attr and isinstance(target.value, ast.Name) and target.value.id == "self":

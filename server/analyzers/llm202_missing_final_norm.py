@@ -96,6 +96,7 @@ import re
 
 from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
+from llmarch_lsp.facts.index import walk
 from llmarch_lsp.facts.modules import ModuleClass, dotted_name
 from llmarch_lsp.facts.residuals import is_norm_class, is_norm_name
 from llmarch_lsp.facts.stacks import BlockStack, Submodule
@@ -365,7 +366,7 @@ def _final_norm_constructor(document: Document, module: ModuleClass, stack: Bloc
     }
     constructor = built.call
     replacements: list[tuple[ast.Name, str]] = []
-    for node in ast.walk(constructor):
+    for node in walk(constructor):
         if not isinstance(node, ast.Name):
             continue
         if node.id == "self":
@@ -377,7 +378,7 @@ def _final_norm_constructor(document: Document, module: ModuleClass, stack: Bloc
     text = _substitute(document, constructor, replacements)
     if text is None or "\n" in text:
         return None
-    used = {node.id for node in ast.walk(ast.parse(text, mode="eval")) if isinstance(node, ast.Name)}
+    used = {node.id for node in walk(ast.parse(text, mode="eval")) if isinstance(node, ast.Name)}
     if used & stack.comprehension_names:
         return None
     return text

@@ -89,9 +89,10 @@ import re
 
 from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
+from llmarch_lsp.facts.index import walk
 from llmarch_lsp.facts.loops import SCALER_UPDATE, ZERO_GRAD, LoopEvent, TrainingIteration
-from llmarch_lsp.fixes.builders import line_end
 from llmarch_lsp.findings import Confidence, Evidence, Related, Severity
+from llmarch_lsp.fixes.builders import line_end
 from llmarch_lsp.fixes.model import UNSAFE, Fix, Replace
 
 FIX_TITLE = "Clear the gradients after each optimizer step"
@@ -157,7 +158,7 @@ def _rebuilt_each_pass(document: Document, iteration: TrainingIteration) -> bool
         if not any(ancestor is iteration.loop for ancestor in index.ancestors(node)):
             continue
         arguments = [*statement.value.args, *(keyword.value for keyword in statement.value.keywords)]
-        sources = {child.id for argument in arguments for child in ast.walk(argument) if isinstance(child, ast.Name)}
+        sources = {child.id for argument in arguments for child in walk(argument) if isinstance(child, ast.Name)}
         for source, _ in training._uses_of(sources):
             if not isinstance(source.ctx, ast.Store) or _comprehension_target(index, source):
                 continue

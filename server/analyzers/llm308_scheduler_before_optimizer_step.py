@@ -98,10 +98,11 @@ import ast
 
 from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
+from llmarch_lsp.facts.index import walk
 from llmarch_lsp.facts.loops import SCHEDULER_STEP, STEP, LoopEvent
-from llmarch_lsp.fixes.builders import line_end
 from llmarch_lsp.facts.modules import dotted_name
 from llmarch_lsp.findings import Confidence, Evidence, Related, Severity, Span
+from llmarch_lsp.fixes.builders import line_end
 from llmarch_lsp.fixes.model import UNSAFE, Fix, Replace
 
 FIX_TITLE = "Step the scheduler after the optimizer"
@@ -195,7 +196,7 @@ def _skips_first_pass(document: Document, site: ast.AST, loop: ast.AST) -> bool:
             test = ancestor.test
             if isinstance(test, (ast.Name, ast.Attribute)):
                 return True
-            for node in ast.walk(test):
+            for node in walk(test):
                 if isinstance(node, ast.Compare) and any(isinstance(op, _FIRST_PASS_SKIPS) for op in node.ops):
                     if any(isinstance(side, ast.Constant) and side.value in (0, 1) for side in (node.left, *node.comparators)):
                         return True

@@ -115,6 +115,7 @@ from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
 from llmarch_lsp.facts.evaluation import EvaluationFacts, enclosing_block
 from llmarch_lsp.facts.imports import call_name
+from llmarch_lsp.facts.index import walk
 from llmarch_lsp.facts.modules import dotted_name
 from llmarch_lsp.findings import Confidence, Evidence, Related, Severity, Span
 from llmarch_lsp.fixes.model import UNSAFE, AddImport, Fix, Replace
@@ -278,7 +279,7 @@ def _needs_grad(document: Document, statements: list[ast.stmt]) -> bool:
     """The code uses autograd on purpose (`backward`, `.grad`, `requires_grad_`, `torch.autograd`)
     or exports/traces a model."""
     for statement in statements:
-        for node in ast.walk(statement):
+        for node in walk(statement):
             if isinstance(node, ast.Attribute) and node.attr in _NEEDS_GRAD_ATTRIBUTES:
                 return True
             if isinstance(node, ast.Call) and call_name(node) in _NEEDS_GRAD_CALLS:
@@ -343,7 +344,7 @@ def _with_fix(document: Document, calls: list[ast.Call], no_grad: str, imports) 
     if any(
         isinstance(node, (ast.Constant, ast.JoinedStr)) and node.lineno != node.end_lineno
         for statement in statements
-        for node in ast.walk(statement)
+        for node in walk(statement)
     ):
         return None  # re-indenting would change a multi-line string
     unit = "\t" if "\t" in indentation else "    "
@@ -410,7 +411,7 @@ def _trained_models(document: Document, facts: EvaluationFacts) -> set[str]:
     consumers += [call for name in _CLIPPING for call in facts.calls_by_name.get(name, ())]
     for consumer in consumers:
         for argument in (*consumer.args, *(keyword.value for keyword in consumer.keywords)):
-            for node in ast.walk(argument):
+            for node in walk(argument):
                 if (
                     isinstance(node, ast.Call)
                     and isinstance(node.func, ast.Attribute)

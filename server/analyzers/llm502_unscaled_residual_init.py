@@ -84,6 +84,7 @@ import re
 
 from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
+from llmarch_lsp.facts.index import walk
 from llmarch_lsp.facts.modules import ModuleClass, dotted_name
 from llmarch_lsp.facts.stacks import BlockStack
 from llmarch_lsp.findings import Confidence, Evidence, Related, Severity
@@ -310,7 +311,7 @@ def _fix(document: Document, module: ModuleClass, stack: BlockStack, apply_call:
         return None
     if not owns_its_lines(document, statement) or stack.submodule.statement.lineno > statement.lineno:
         return None
-    if {node.id for node in ast.walk(stack.depth) if isinstance(node, ast.Name)} & stack.comprehension_names:
+    if {node.id for node in walk(stack.depth) if isinstance(node, ast.Name)} & stack.comprehension_names:
         return None
     indentation = document.indentation_of(statement.lineno)
     unit = indentation[len(document.indentation_of(initializer.lineno)) :] or "    "

@@ -223,7 +223,7 @@ class _AttentionFinder:
         if not self.document.imports.imports_module("torch"):
             return []
         found = []
-        for call in self.index.calls:
+        for call in self._softmax_candidates():
             softmax_input = self._softmax_input(call)
             if softmax_input is None:
                 continue
@@ -238,6 +238,24 @@ class _AttentionFinder:
                 if trail.scaling is None:
                     trail.scaled_by(self._unit_scale_chosen_in(function))
                 found.append(AttentionSite(call, _unique(trail.scores), trail.scaling))
+        return found
+
+    def _softmax_candidates(self) -> list[ast.Call]:
+        """Calls that could be a softmax, by callee shape alone, in source order: only these are
+        resolved through the imports (a file has thousands of calls and a handful of softmaxes)."""
+        names = _SOFTMAX_NAMES | self.softmax_attributes
+        found = []
+        for call in self.index.calls:
+            func = call.func
+            kind = func.__class__
+            if kind is ast.Attribute:
+                if func.attr in names:
+                    found.append(call)
+            elif kind is ast.Name:
+                if func.id in names:
+                    found.append(call)
+            elif kind is ast.Call:  # nn.Softmax(dim=-1)(scores)
+                found.append(call)
         return found
 
     def _unit_scale_chosen_in(self, function) -> ast.Call | None:

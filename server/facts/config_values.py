@@ -28,6 +28,8 @@ import operator
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from llmarch_lsp.facts.index import walk
+
 _BINARY = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -251,7 +253,7 @@ class ConfigValues:
                 scope.values.pop(name, None)
             else:
                 # `config.n_head` passes the config class's default on: "config", not written here.
-                through_config = any(isinstance(part, ast.Attribute) for part in ast.walk(expression))
+                through_config = any(isinstance(part, ast.Attribute) for part in walk(expression))
                 scope.values[name] = KnownValue(name, value, node, "config" if through_config else "argument")
         return scope
 
@@ -419,7 +421,7 @@ class ConfigValues:
         for argument in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs, arguments.vararg, arguments.kwarg):
             if argument is not None:
                 found.setdefault(argument.arg, []).append(None)
-        for node in ast.walk(function):
+        for node in walk(function):
             if node is function:
                 continue
             if isinstance(node, (ast.Assign, ast.AnnAssign)):
@@ -599,7 +601,7 @@ def _store_targets(node: ast.AST) -> list[str]:
         targets = [node.target]
     names = []
     for target in targets:
-        for part in ast.walk(target):
+        for part in walk(target):
             if isinstance(part, ast.Name):
                 names.append(part.id)
     return names
@@ -615,7 +617,7 @@ def _single_value(statement: ast.stmt, name: str) -> ast.AST | None:
 def _rewrites_globals(statement: ast.stmt) -> bool:
     """`exec(...)`, `globals().update(...)`, `globals()[k] = v` run at module level."""
     if isinstance(statement, ast.Expr):
-        for part in ast.walk(statement.value):
+        for part in walk(statement.value):
             if isinstance(part, ast.Call) and _is_call_to(part, "exec"):
                 return True
             if (
@@ -626,7 +628,7 @@ def _rewrites_globals(statement: ast.stmt) -> bool:
             ):
                 return True
     if isinstance(statement, ast.Assign):
-        if any(_is_call_to(part, "exec") for part in ast.walk(statement.value) if isinstance(part, ast.Call)):
+        if any(_is_call_to(part, "exec") for part in walk(statement.value) if isinstance(part, ast.Call)):
             return True
         return any(isinstance(target, ast.Subscript) and _is_namespace_call(target.value) for target in statement.targets)
     return False
@@ -647,7 +649,7 @@ def _rebound_names(index, function: ast.AST) -> dict[str, bool]:
     """Names the function body rebinds: True when every rebinding only fills in a None
     (`if num_key_value_heads is None: num_key_value_heads = num_attention_heads`)."""
     names: dict[str, bool] = {}
-    for node in ast.walk(function):
+    for node in walk(function):
         if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
             guarded = isinstance(node.ctx, ast.Store) and _fills_in_none(index, node, lambda test, name=node.id: _is_name(test, name))
             names[node.id] = names.get(node.id, True) and guarded

@@ -23,6 +23,8 @@ class ImportTable:
     aliases: dict[str, str] = field(default_factory=dict)
     # Top-level modules bound by a plain `import a.b.c` (binds `a`).
     imported_modules: set[str] = field(default_factory=set)
+    # Rules ask about the same callee many times (a file's 2,000 questions name ~900 nodes).
+    _resolved: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_index(cls, index) -> ImportTable:
@@ -46,6 +48,13 @@ class ImportTable:
 
     def qualified_name(self, node: ast.AST) -> str | None:
         """`F.softmax` -> `torch.nn.functional.softmax`; None when not rooted in an import."""
+        try:
+            return self._resolved[node]
+        except KeyError:
+            resolved = self._resolved[node] = self._qualify(node)
+            return resolved
+
+    def _qualify(self, node: ast.AST) -> str | None:
         parts: list[str] = []
         while isinstance(node, ast.Attribute):
             parts.append(node.attr)

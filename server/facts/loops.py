@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from llmarch_lsp.facts.imports import call_name
+from llmarch_lsp.facts.index import walk
 from llmarch_lsp.facts.modules import dotted_name
 from llmarch_lsp.facts.training import literal_number
 
@@ -462,14 +463,14 @@ class LoopFacts:
     def _modulo_in(self, test: ast.expr) -> ast.BinOp | None:
         """A `%` in an `if` test, or in what a flag it reads was assigned (`need_update = ... % accum == 0`)."""
         names = []
-        for node in ast.walk(test):
+        for node in walk(test):
             if _is_modulo(node):
                 return node
             if isinstance(node, ast.Name):
                 names.append(node.id)
         for name in names:
             for assignment in self._document.training.assignments_to(name):
-                for node in ast.walk(assignment.value):
+                for node in walk(assignment.value):
                     if _is_modulo(node):
                         return node
         return None

@@ -77,7 +77,9 @@ class ModuleFacts:
         """`self.<attr> = <call>` in any method, grouped by class, from the shared index."""
         index = self._document.index
         found: dict[ast.ClassDef, dict[str, ast.Call]] = {}
-        for assignment in index.nodes(ast.Assign, ast.AnnAssign):
+        annotated = index.by_type.get(ast.AnnAssign)
+        # Plain assignments are already in source order; merge in the annotated ones only when present.
+        for assignment in index.nodes(ast.Assign, ast.AnnAssign) if annotated else index.nodes(ast.Assign):
             if not isinstance(assignment.value, ast.Call):
                 continue
             targets = assignment.targets if isinstance(assignment, ast.Assign) else [assignment.target]

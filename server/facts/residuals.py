@@ -18,6 +18,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from functools import cached_property
 
+from llmarch_lsp.facts.index import walk
 from llmarch_lsp.facts.modules import ModuleClass, dotted_name
 
 _FUNCTIONAL_NORMS = {
@@ -350,7 +351,7 @@ def _is_sum(expression: ast.AST | None) -> bool:
 
 def _stored_names(node: ast.AST) -> set[str]:
     names = set()
-    for child in ast.walk(node):
+    for child in walk(node):
         if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
             names.add(child.id)
         elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):

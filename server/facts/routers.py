@@ -21,6 +21,7 @@ import ast
 import re
 from dataclasses import dataclass, field
 
+from llmarch_lsp.facts.index import walk
 from llmarch_lsp.facts.modules import dotted_name
 
 _SOFTMAX_FUNCTIONS = {"torch.softmax", "torch.nn.functional.softmax", "torch.special.softmax"}
@@ -164,7 +165,7 @@ class _Flow:
         every = (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs, arguments.vararg, arguments.kwarg)
         self.parameters = {argument.arg for argument in every if argument is not None}
         self.definitions: dict[str, list[tuple[ast.stmt, ast.AST | None, bool]]] = {}
-        for statement in ast.walk(function):
+        for statement in walk(function):
             if isinstance(statement, ast.Assign):
                 for target in statement.targets:
                     self._bind(target, statement.value, statement, unpacked=False)
@@ -220,7 +221,7 @@ class _RouterFinder:
 
     def exposure(self, site: RouterSite, flow: _Flow) -> ast.AST | None:
         """The first statement that hands a tensor of the router trail out of the function."""
-        for node in ast.walk(site.function):
+        for node in walk(site.function):
             if isinstance(node, (ast.Return, ast.Yield)) and node.value is not None:
                 carried = node.value
             elif isinstance(node, ast.Assign) and any(_is_self_attribute(target) for target in node.targets):

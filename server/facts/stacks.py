@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from llmarch_lsp.facts.config_values import UNKNOWN as _UNKNOWN
+from llmarch_lsp.facts.index import walk
 from llmarch_lsp.facts.modules import ModuleClass, dotted_name
 from llmarch_lsp.facts.residuals import ForwardFlow, Value, added_terms
 
@@ -145,7 +146,7 @@ class StackFacts:
         ):
             depth = iterable.args[0]
         names = frozenset(
-            node.id for node in ast.walk(generator.target) if isinstance(node, ast.Name)
+            node.id for node in walk(generator.target) if isinstance(node, ast.Name)
         )
         block = None
         if isinstance(block_call.func, ast.Name):

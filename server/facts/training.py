@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import ast
 import re
-from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from llmarch_lsp.facts.imports import call_name
+from llmarch_lsp.facts.index import walk
 from llmarch_lsp.facts.modules import dotted_name
 
 # ---- optimizers -----------------------------------------------------------------------------
@@ -148,13 +148,6 @@ class TrainingFacts:
             functions.setdefault(function.name, []).append(function)
         return functions
 
-    @cached_property
-    def _names_by_id(self) -> dict[str, list[ast.Name]]:
-        grouped: dict[str, list[ast.Name]] = defaultdict(list)
-        for node in self._index.by_type.get(ast.Name, ()):
-            grouped[node.id].append(node)
-        return grouped
-
     def assignments_to(self, name: str) -> list[ast.Assign]:
         """`name = ...` statements (plain or dotted target, single or chained)."""
         found = []
@@ -167,7 +160,7 @@ class TrainingFacts:
     def _uses_of(self, names: set[str]):
         """(node, dotted text) for every expression in the file spelled as one of `names`."""
         parents = self._index.parents
-        names_by_id = self._names_by_id
+        names_by_id = self._index.names_by_id
         roots = {name.split(".", 1)[0] for name in names}
         for node in (node for root in roots for node in names_by_id.get(root, ())):
             text = node.id
@@ -210,7 +203,7 @@ class TrainingFacts:
                 isinstance(index.parent(optimizer.call), ast.Return)
                 or any(
                     isinstance(node, ast.Return) and node.value is not None and dotted_name(node.value) in optimizer.names
-                    for node in ast.walk(function)
+                    for node in walk(function)
                 )
             ):
                 for call in self._calls_by_name.get(function.name, ()):
@@ -605,9 +598,9 @@ def _ramp_shape(function: ast.Lambda | ast.FunctionDef | ast.AsyncFunctionDef) -
     """
     parameters = {argument.arg for argument in function.args.args}
     returned = [function.body] if isinstance(function, ast.Lambda) else [
-        node.value for node in ast.walk(function) if isinstance(node, ast.Return) and node.value is not None
+        node.value for node in walk(function) if isinstance(node, ast.Return) and node.value is not None
     ]
-    for node in ast.walk(function):
+    for node in walk(function):
         if isinstance(node, (ast.Compare, ast.IfExp, ast.If)):
             return True
         if isinstance(node, ast.Name) and _WARMUP_WORD.search(node.id):
@@ -625,4 +618,4 @@ def _ramp_shape(function: ast.Lambda | ast.FunctionDef | ast.AsyncFunctionDef) -
 
 
 def _uses(node: ast.AST, names: set[str]) -> bool:
-    return any(isinstance(child, ast.Name) and child.id in names for child in ast.walk(node))
+    return any(isinstance(child, ast.Name) and child.id in names for child in walk(node))

@@ -26,6 +26,7 @@ import ast
 from dataclasses import dataclass
 
 from llmarch_lsp.document import Document
+from llmarch_lsp.facts.index import walk
 from llmarch_lsp.facts.modules import ModuleClass
 from llmarch_lsp.facts.residuals import NormalizedResidualSum, added_terms
 from llmarch_lsp.findings import Span
@@ -165,7 +166,7 @@ def _normalize_previous_statement(document: Document, found: NormalizedResidualS
         return None
     produced = _stored_names(previous) - {"_"}
     stream = found.stream.id
-    used = {node.id for node in ast.walk(found.branch) if isinstance(node, ast.Name)}
+    used = {node.id for node in walk(found.branch) if isinstance(node, ast.Name)}
     if stream in produced or not produced & used:
         return None
     function = document.index.enclosing(statement, ast.FunctionDef, ast.AsyncFunctionDef)
@@ -206,7 +207,7 @@ def _binding(document: Document, statement: ast.stmt, found: NormalizedResidualS
 
 
 def _stream_reads(expression: ast.AST, stream: str) -> list[ast.Name]:
-    return [node for node in ast.walk(expression) if isinstance(node, ast.Name) and node.id == stream and isinstance(node.ctx, ast.Load)]
+    return [node for node in walk(expression) if isinstance(node, ast.Name) and node.id == stream and isinstance(node.ctx, ast.Load)]
 
 
 def _start(document: Document, node: ast.AST) -> tuple[int, int]:
@@ -475,7 +476,7 @@ def _within(node: ast.AST, statement: ast.stmt) -> bool:
 
 
 def _stored_names(statement: ast.stmt) -> set[str]:
-    return {node.id for node in ast.walk(statement) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+    return {node.id for node in walk(statement) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
 
 
 def _position(block: list[ast.stmt], statement: ast.stmt) -> int:

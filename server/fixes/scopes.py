@@ -29,8 +29,8 @@ def per_document(document, key, compute: Callable[[], T]) -> T:
 
 def loads(document, function: ast.AST, name: str) -> list[ast.Name]:
     """Every read of `name` inside `function` (nested scopes included). Only a few names are ever
-    asked about (`att`, `scores`, ...), but grouping every name in one pass costs less than two scans."""
-    group = per_document(document, ("loads", name), lambda: _by_line(per_document(document, "loads", lambda: _loads_by_name(document)), name))
+    asked about (`att`, `scores`, ...); the node index groups every name once for all of them."""
+    group = per_document(document, ("loads", name), lambda: _loads_by_line(document, name))
     return [node for node, _ in _in_function(document, group, function)]
 
 
@@ -67,13 +67,10 @@ def _by_line(grouped: dict[str, list], name: str) -> _ByLine | None:
     return None if items is None else _ByLine(list(items))
 
 
-def _loads_by_name(document) -> dict[str, list]:
-    grouped: dict[str, list] = {}
+def _loads_by_line(document, name: str) -> _ByLine | None:
     load = ast.Load
-    for node in document.index.nodes(ast.Name):
-        if type(node.ctx) is load:
-            grouped.setdefault(node.id, []).append((node, True))
-    return grouped
+    reads = [(node, True) for node in document.index.names_by_id.get(name, ()) if node.ctx.__class__ is load]
+    return _ByLine(reads) if reads else None
 
 
 def _assignments_by_name(document) -> dict[str, list]:

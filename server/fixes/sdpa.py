@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import ast
 import copy
-from bisect import bisect_left
 import keyword as python_keywords
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from llmarch_lsp.document import Document
 from llmarch_lsp.facts.attention import AttentionSite, ScoreProduct
+from llmarch_lsp.facts.index import walk
 from llmarch_lsp.facts.modules import is_self_attribute
 from llmarch_lsp.findings import Span
 from llmarch_lsp.fixes.builders import cited_comment
@@ -345,7 +346,7 @@ class _ChainReader:
         """`y = (att @ v).transpose(1, 2)`, `return torch.matmul(weights, value)`: the product with v."""
         if not isinstance(statement, (ast.Assign, ast.AnnAssign, ast.Return, ast.AugAssign)):
             raise _Unsupported
-        for node in ast.walk(statement):
+        for node in walk(statement):
             if _is_product_shaped(self.document, node):
                 consumed = set(self.consumed)
                 try:
@@ -836,7 +837,7 @@ def _is_product_shaped(document: Document, node: ast.AST) -> bool:
 
 def _is_plain_operand(node: ast.expr) -> bool:
     """`q`, `self.k`, `value_states[:, :T]`, `v.transpose(1, 2)`: nothing with side effects or cost."""
-    for child in ast.walk(node):
+    for child in walk(node):
         if isinstance(child, ast.Call):
             if not (isinstance(child.func, ast.Attribute) and child.func.attr in _VIEW_METHODS):
                 return False
