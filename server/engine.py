@@ -82,7 +82,7 @@ def _analyze(
     suppressions = parse_suppressions(source)
     report.findings = sorted(
         (finding for finding in report.findings if not suppressions.silences(finding)),
-        key=lambda finding: (finding.span, finding.code),
+        key=_source_order,
     )
     return report
 
@@ -104,6 +104,12 @@ def _run_rules(
             continue
         override = settings.severity_for(rule)
         report.findings.extend(finding.with_severity(override) if override else finding for finding in findings)
+
+
+def _source_order(finding) -> tuple:
+    # The span's fields spelled out: comparing tuples of ints beats the dataclass's generated `__lt__`.
+    span = finding.span
+    return (span.line, span.column, span.end_line, span.end_column, finding.code)
 
 
 def over_line_limit(source: str, settings: Settings) -> str | None:

@@ -243,19 +243,11 @@ class _AttentionFinder:
     def _softmax_candidates(self) -> list[ast.Call]:
         """Calls that could be a softmax, by callee shape alone, in source order: only these are
         resolved through the imports (a file has thousands of calls and a handful of softmaxes)."""
-        names = _SOFTMAX_NAMES | self.softmax_attributes
-        found = []
-        for call in self.index.calls:
-            func = call.func
-            kind = func.__class__
-            if kind is ast.Attribute:
-                if func.attr in names:
-                    found.append(call)
-            elif kind is ast.Name:
-                if func.id in names:
-                    found.append(call)
-            elif kind is ast.Call:  # nn.Softmax(dim=-1)(scores)
-                found.append(call)
+        found = [
+            *self.index.calls_named(*(_SOFTMAX_NAMES | self.softmax_attributes)),
+            *self.index.calls_of_calls,  # nn.Softmax(dim=-1)(scores)
+        ]
+        found.sort(key=lambda call: (call.lineno, call.col_offset))
         return found
 
     def _unit_scale_chosen_in(self, function) -> ast.Call | None:
@@ -298,18 +290,16 @@ class _AttentionFinder:
         """`self.<name>` attributes assigned an `nn.Softmax(...)` anywhere in the file."""
         if self._softmax_attributes is None:
             self._softmax_attributes = set()
-            for statement in self.index.by_type.get(ast.Assign, ()):
-                value = statement.value
-                if not isinstance(value, ast.Call):
-                    continue
-                func = value.func
-                if (func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)) not in _SOFTMAX_NAMES:
-                    continue
-                if self.document.qualified_name(func) not in _SOFTMAX_MODULES:
-                    continue
-                for target in statement.targets:
-                    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
-                        self._softmax_attributes.add(target.attr)
+            for attribute, assignments in self.index.self_attribute_assignments.items():
+                for statement in assignments:
+                    value = statement.value
+                    if not isinstance(value, ast.Call):
+                        continue
+                    func = value.func
+                    if (func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)) not in _SOFTMAX_NAMES:
+                        continue
+                    if self.document.qualified_name(func) in _SOFTMAX_MODULES:
+                        self._softmax_attributes.add(attribute)
         return self._softmax_attributes
 
     # ---- following the logits back -------------------------------------------------

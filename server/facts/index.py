@@ -27,14 +27,71 @@ class NodeIndex:
     @cached_property
     def calls_by_name(self) -> dict[str, list[ast.Call]]:
         """Every call grouped by the last part of its callee (`step`, `AdamW`, `ln_1`), in source order."""
+        self._group_calls()
+        return self.calls_by_name
+
+    @cached_property
+    def calls_of_calls(self) -> list[ast.Call]:
+        """Calls whose callee is itself a call (`nn.Softmax(dim=-1)(x)`, `getattr(m, name)(x)`)."""
+        self._group_calls()
+        return self.calls_of_calls
+
+    def _group_calls(self) -> None:
         grouped: dict[str, list[ast.Call]] = defaultdict(list)
+        of_calls = []
+        name, attribute, call_type = ast.Name, ast.Attribute, ast.Call
         for call in self.calls:
             func = call.func
-            if isinstance(func, ast.Name):
+            kind = func.__class__
+            if kind is name:
                 grouped[func.id].append(call)
-            elif isinstance(func, ast.Attribute):
+            elif kind is attribute:
                 grouped[func.attr].append(call)
-        return dict(grouped)  # a plain dict: a lookup of an unknown name never inserts one
+            elif kind is call_type:
+                of_calls.append(call)
+        self.__dict__["calls_by_name"] = dict(grouped)  # plain: looking up an unknown name inserts nothing
+        self.__dict__["calls_of_calls"] = of_calls
+
+    @cached_property
+    def assignments_by_name(self) -> dict[str, list[tuple[ast.Assign, bool]]]:
+        """`name = ...` (also inside tuple targets) by name, in source order, each with whether
+        `name` is the statement's only target."""
+        self._group_assignments()
+        return self.assignments_by_name
+
+    @cached_property
+    def self_attribute_assignments(self) -> dict[str, list[ast.Assign]]:
+        """`self.<attribute> = ...` statements by attribute, in source order."""
+        self._group_assignments()
+        return self.self_attribute_assignments
+
+    def _group_assignments(self) -> None:
+        """One pass over the `Assign` statements for both groupings above."""
+        by_name: dict[str, list] = {}
+        by_attribute: dict[str, list] = {}
+        name, attribute, sequences, starred = ast.Name, ast.Attribute, (ast.Tuple, ast.List), ast.Starred
+        for node in self.by_type.get(ast.Assign, ()):
+            targets = node.targets
+            alone = len(targets) == 1 and targets[0].__class__ is name
+            attributes = {
+                target.attr
+                for target in targets
+                if target.__class__ is attribute and target.value.__class__ is name and target.value.id == "self"
+            }
+            for written in attributes:  # `self.a = self.b = value` writes both, once each
+                by_attribute.setdefault(written, []).append(node)
+            stack = list(targets)
+            while stack:
+                target = stack.pop()
+                kind = target.__class__
+                if kind is name:
+                    by_name.setdefault(target.id, []).append((node, alone))
+                elif kind in sequences:
+                    stack.extend(target.elts)
+                elif kind is starred:
+                    stack.append(target.value)
+        self.__dict__["assignments_by_name"] = by_name
+        self.__dict__["self_attribute_assignments"] = by_attribute
 
     @cached_property
     def names_by_id(self) -> dict[str, list[ast.Name]]:
@@ -108,36 +165,64 @@ def _child_fields(cls: type) -> tuple[str, ...]:
 def _index(tree: ast.AST, parents: dict, by_type: dict) -> None:
     """Pre-order walk (so each list is in source order) recording parents and types.
 
-    Hand-rolled rather than `ast.walk`: this is the one traversal every rule shares, and it
-    runs on every keystroke, so it must stay a fraction of `ast.parse`. Nodes with one child
-    field (`Expr`, `Attribute`, `keyword`, ...) and none (`Name`, `Constant`) are most of a
-    tree, so they take the short paths.
+    Hand-rolled rather than `ast.walk`: this is the one traversal every rule shares, and it runs
+    on every keystroke, so it must stay a fraction of `ast.parse`. Recursion is the fastest walk
+    in CPython 3.11 (Python-to-Python calls are cheap, and no list of children is built); a tree
+    deeper than the recursion limit (a sum of thousands of terms) takes the iterative walk.
     """
-    stack = [tree]
-    pop, push = stack.pop, stack.append
+    try:
+        _index_recursively(tree, parents, by_type)
+    except RecursionError:
+        parents.clear()
+        by_type.clear()
+        _index_iteratively(tree, parents, by_type)
+
+
+def _index_recursively(tree: ast.AST, parents: dict, by_type: dict) -> None:
     fields_of = _CHILD_FIELDS
-    while stack:
-        node = pop()
+
+    def visit(node):
         cls = node.__class__
         by_type[cls].append(node)
         fields = fields_of.get(cls)
         if fields is None:
             fields = _child_fields(cls)
-        if not fields:
-            continue
-        if len(fields) == 1:
-            value = getattr(node, fields[0], None)
-            children = value if value.__class__ is list else (value,)
-        else:
-            children = []
-            for name in fields:
-                value = getattr(node, name, None)
-                if value.__class__ is list:
-                    children.extend(value)
-                else:
-                    children.append(value)
+        for name in fields:
+            value = getattr(node, name, None)
+            if value is None:
+                continue
+            if value.__class__ is list:
+                for item in value:
+                    if item is not None:  # the gaps in `Dict.keys` / `kw_defaults`
+                        parents[item] = node
+                        visit(item)
+            else:
+                parents[value] = node
+                visit(value)
+
+    try:
+        visit(tree)
+    finally:
+        # `visit` refers to itself through its closure cell: break that cycle, or it would keep
+        # `parents` and `by_type` (and so the whole tree) alive until the cyclic collector runs.
+        visit = None  # noqa: F841
+
+
+def _index_iteratively(tree: ast.AST, parents: dict, by_type: dict) -> None:
+    stack = [tree]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node = pop()
+        by_type[node.__class__].append(node)
+        children = []
+        for name in _child_fields(node.__class__):
+            value = getattr(node, name, None)
+            if value.__class__ is list:
+                children.extend(value)
+            else:
+                children.append(value)
         for child in reversed(children):
-            if child is not None:  # optional fields, and the gaps in `Dict.keys` / `kw_defaults`
+            if child is not None:
                 parents[child] = node
                 push(child)
 

@@ -77,23 +77,32 @@ class ModuleFacts:
         """`self.<attr> = <call>` in any method, grouped by class, from the shared index."""
         index = self._document.index
         found: dict[ast.ClassDef, dict[str, ast.Call]] = {}
-        annotated = index.by_type.get(ast.AnnAssign)
-        # Plain assignments are already in source order; merge in the annotated ones only when present.
-        for assignment in index.nodes(ast.Assign, ast.AnnAssign) if annotated else index.nodes(ast.Assign):
-            if not isinstance(assignment.value, ast.Call):
-                continue
-            targets = assignment.targets if isinstance(assignment, ast.Assign) else [assignment.target]
-            attributes = [target.attr for target in targets if _is_self_attribute(target)]
-            if not attributes:
-                continue
-            method = index.enclosing(assignment, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-            owner = index.parent(method) if isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
-            if not isinstance(owner, ast.ClassDef):
-                continue
-            per_class = found.setdefault(owner, {})
-            for attribute in attributes:
-                per_class.setdefault(attribute, assignment.value)
+        writes = [
+            (assignment, attribute)
+            for attribute, assignments in index.self_attribute_assignments.items()
+            for assignment in assignments
+        ]
+        annotated = [  # `self.proj: nn.Linear = nn.Linear(...)`
+            (assignment, assignment.target.attr)
+            for assignment in index.by_type.get(ast.AnnAssign, ())
+            if _is_self_attribute(assignment.target)
+        ]
+        if annotated:  # the first write of an attribute wins, so the two kinds go in source order
+            writes += annotated
+            writes.sort(key=lambda write: (write[0].lineno, write[0].col_offset))
+        for assignment, attribute in writes:
+            self._note_submodule(found, attribute, assignment)
         return found
+
+    def _note_submodule(self, found: dict, attribute: str, assignment: ast.Assign | ast.AnnAssign) -> None:
+        """The first `self.<attr> = <call>` of a method counts (source order), per class."""
+        if not isinstance(assignment.value, ast.Call):
+            return
+        index = self._document.index
+        method = index.enclosing(assignment, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+        owner = index.parent(method) if isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+        if isinstance(owner, ast.ClassDef):
+            found.setdefault(owner, {}).setdefault(attribute, assignment.value)
 
 
 def _is_self_attribute(node: ast.AST) -> bool:

@@ -510,11 +510,12 @@ class ResidualFacts:
     # ---- depth ---------------------------------------------------------------------------
     @cached_property
     def _instantiations(self) -> dict[str, list[ast.Call]]:
-        wanted = self._document.modules.by_name
+        calls_by_name = self._document.index.calls_by_name
         found: dict[str, list[ast.Call]] = {}
-        for call in self._document.index.calls:
-            if isinstance(call.func, ast.Name) and call.func.id in wanted:
-                found.setdefault(call.func.id, []).append(call)
+        for name in self._document.modules.by_name:
+            built = [call for call in calls_by_name.get(name, ()) if call.func.__class__ is ast.Name]
+            if built:
+                found[name] = built
         return found
 
     @cached_property

@@ -37,7 +37,7 @@ def loads(document, function: ast.AST, name: str) -> list[ast.Name]:
 def assignments(document, function: ast.AST, name: str, *, single: bool = False) -> list[ast.Assign]:
     """Assignments to `name` inside `function`: any target naming it, or (`single`) exactly `name = ...`."""
     group = per_document(
-        document, ("assignments", name), lambda: _by_line(per_document(document, "assignments", lambda: _assignments_by_name(document)), name)
+        document, ("assignments", name), lambda: _by_line(document.index.assignments_by_name, name)
     )
     return [node for node, alone in _in_function(document, group, function) if alone or not single]
 
@@ -58,6 +58,10 @@ def _in_function(document, group: _ByLine | None, function: ast.AST) -> list[tup
         return []
     start = bisect_left(group.lines, function.lineno)
     end = bisect_right(group.lines, function.end_lineno or function.lineno)
+    if function.__class__ in _SCOPES:
+        # A def's lines hold only its own nodes: its decorators sit above it, and no statement can
+        # follow a compound one on its last line. Anything else (a lambda) is checked by ancestry.
+        return group.items[start:end]
     return [item for item in group.items[start:end] if _encloses(document, function, item[0])]
 
 
@@ -71,22 +75,6 @@ def _loads_by_line(document, name: str) -> _ByLine | None:
     load = ast.Load
     reads = [(node, True) for node in document.index.names_by_id.get(name, ()) if node.ctx.__class__ is load]
     return _ByLine(reads) if reads else None
-
-
-def _assignments_by_name(document) -> dict[str, list]:
-    grouped: dict[str, list] = {}
-    for node in document.index.nodes(ast.Assign):
-        alone = len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
-        stack = list(node.targets)
-        while stack:
-            target = stack.pop()
-            if type(target) is ast.Name:
-                grouped.setdefault(target.id, []).append((node, alone))
-            elif isinstance(target, (ast.Tuple, ast.List)):
-                stack.extend(target.elts)
-            elif isinstance(target, ast.Starred):
-                stack.append(target.value)
-    return grouped
 
 
 def _encloses(document, function: ast.AST, node: ast.AST) -> bool:

@@ -778,9 +778,7 @@ def _buffers(document: Document, attribute: str) -> list[tuple[ast.ClassDef, ast
     for call in document.index.calls_named("register_buffer"):
         if len(call.args) >= 2 and isinstance(call.args[0], ast.Constant) and call.args[0].value == attribute:
             found.append((call, call.args[1]))
-    for statement in document.index.nodes(ast.Assign):
-        if any(is_self_attribute(target) and target.attr == attribute for target in statement.targets):
-            found.append((statement, statement.value))
+    found.extend((statement, statement.value) for statement in document.index.self_attribute_assignments.get(attribute, ()))
     return [(document.index.enclosing(node, ast.ClassDef), value) for node, value in found]
 
 
