@@ -32,19 +32,25 @@ class Document:
 
     # ast reports columns as UTF-8 byte offsets; everything else here uses characters.
     def char_column(self, line: int, byte_column: int) -> int:
-        text = self.line_text(line)
-        if text.isascii():
+        if line not in self._non_ascii_lines:
             return byte_column
+        text = self.line_text(line)
         return len(text.encode("utf-8")[:byte_column].decode("utf-8", errors="ignore"))
+
+    @cached_property
+    def _non_ascii_lines(self) -> frozenset[int]:
+        """Lines where bytes and characters differ; on every other line a byte column is the column."""
+        if self.source.isascii():
+            return frozenset()
+        return frozenset(number for number, text in enumerate(self.lines, start=1) if not text.isascii())
 
     def span_of(self, node: ast.AST) -> Span:
         line, end_line = node.lineno, node.end_lineno or node.lineno
-        return Span(
-            line,
-            self.char_column(line, node.col_offset),
-            end_line,
-            self.char_column(end_line, node.end_col_offset if node.end_col_offset is not None else node.col_offset),
-        )
+        column = node.col_offset
+        end_column = node.end_col_offset if node.end_col_offset is not None else column
+        if self._non_ascii_lines:
+            column, end_column = self.char_column(line, column), self.char_column(end_line, end_column)
+        return Span(line, column, end_line, end_column)
 
     def segment(self, node: ast.AST) -> str:
         """Exact source text of a node."""

@@ -326,9 +326,11 @@ class _AttributeReads:
         self._readers: dict[str, set[int]] = {}
         self._families: dict[int, list[ast.ClassDef]] = {}
         self._subclasses: dict[str | None, list[ast.ClassDef]] | None = None
-        for node in document.index.nodes(ast.Attribute):
-            if node.attr in names and isinstance(node.ctx, ast.Load):
-                self._anywhere.setdefault(node.attr, []).append(node)
+        by_name = document.index.attributes_by_name
+        for name in names:
+            reads = [node for node in by_name.get(name, ()) if isinstance(node.ctx, ast.Load)]
+            if reads:
+                self._anywhere[name] = reads
 
     def classes_reading_self(self, name: str) -> set[int]:
         """Ids of the classes holding a `self.<name>` read."""

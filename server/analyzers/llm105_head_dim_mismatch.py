@@ -257,8 +257,8 @@ def _reads_head_size_from_config(document: Document) -> bool:
     """`getattr(config, "head_dim", ...)` or `config.head_dim`: the config may carry a head size."""
     if "head" not in document.source:
         return False
-    for node in document.index.by_type.get(ast.Attribute, ()):
-        if _HEAD_SIZE.search(node.attr) and _is_config_object(node.value):
+    for attribute, nodes in document.index.attributes_by_name.items():
+        if _HEAD_SIZE.search(attribute) and any(_is_config_object(node.value) for node in nodes):
             return True
     for call in document.index.calls:
         if getattr(call.func, "id", None) in ("getattr", "hasattr") and len(call.args) >= 2:

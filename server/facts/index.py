@@ -11,7 +11,11 @@ class NodeIndex:
     def __init__(self, tree: ast.Module):
         self.parents: dict[ast.AST, ast.AST] = {}
         self.by_type: dict[type, list[ast.AST]] = defaultdict(list)
-        _index(tree, self.parents, self.by_type)
+        # Every `Name` (read or written) grouped by identifier, and every `Attribute` by its
+        # attribute name (`x.weight` under `weight`), in walk order: the index's one pass fills them.
+        self.names_by_id: dict[str, list[ast.Name]] = {}
+        self.attributes_by_name: dict[str, list[ast.Attribute]] = {}
+        _index(tree, self.parents, self.by_type, self.names_by_id, self.attributes_by_name)
 
     def nodes(self, *types: type) -> list[ast.AST]:
         if len(types) == 1:
@@ -93,18 +97,6 @@ class NodeIndex:
         self.__dict__["assignments_by_name"] = by_name
         self.__dict__["self_attribute_assignments"] = by_attribute
 
-    @cached_property
-    def names_by_id(self) -> dict[str, list[ast.Name]]:
-        """Every `Name` (read or written) grouped by identifier, in walk order."""
-        grouped: dict[str, list[ast.Name]] = {}
-        for node in self.by_type.get(ast.Name, ()):
-            group = grouped.get(node.id)
-            if group is None:
-                grouped[node.id] = [node]
-            else:
-                group.append(node)
-        return grouped
-
     def calls_named(self, *names: str) -> list[ast.Call]:
         if len(names) == 1:
             return self.calls_by_name.get(names[0], [])
@@ -162,7 +154,7 @@ def _child_fields(cls: type) -> tuple[str, ...]:
     return fields
 
 
-def _index(tree: ast.AST, parents: dict, by_type: dict) -> None:
+def _index(tree: ast.AST, parents: dict, by_type: dict, names: dict, attributes: dict) -> None:
     """Pre-order walk (so each list is in source order) recording parents and types.
 
     Hand-rolled rather than `ast.walk`: this is the one traversal every rule shares, and it runs
@@ -171,19 +163,33 @@ def _index(tree: ast.AST, parents: dict, by_type: dict) -> None:
     deeper than the recursion limit (a sum of thousands of terms) takes the iterative walk.
     """
     try:
-        _index_recursively(tree, parents, by_type)
+        _index_recursively(tree, parents, by_type, names, attributes)
     except RecursionError:
-        parents.clear()
-        by_type.clear()
-        _index_iteratively(tree, parents, by_type)
+        for partial in (parents, by_type, names, attributes):
+            partial.clear()
+        _index_iteratively(tree, parents, by_type, names, attributes)
 
 
-def _index_recursively(tree: ast.AST, parents: dict, by_type: dict) -> None:
+def _index_recursively(tree: ast.AST, parents: dict, by_type: dict, names: dict, attributes: dict) -> None:
     fields_of = _CHILD_FIELDS
+    name_type, attribute_type = ast.Name, ast.Attribute
 
     def visit(node):
         cls = node.__class__
         by_type[cls].append(node)
+        if cls is name_type:  # a third of a tree: group it here (inlined), and it has no children
+            group = names.get(node.id)
+            if group is None:
+                names[node.id] = [node]
+            else:
+                group.append(node)
+            return
+        if cls is attribute_type:
+            group = attributes.get(node.attr)
+            if group is None:
+                attributes[node.attr] = [node]
+            else:
+                group.append(node)
         fields = fields_of.get(cls)
         if fields is None:
             fields = _child_fields(cls)
@@ -208,12 +214,16 @@ def _index_recursively(tree: ast.AST, parents: dict, by_type: dict) -> None:
         visit = None  # noqa: F841
 
 
-def _index_iteratively(tree: ast.AST, parents: dict, by_type: dict) -> None:
+def _index_iteratively(tree: ast.AST, parents: dict, by_type: dict, names: dict, attributes: dict) -> None:
     stack = [tree]
     pop, push = stack.pop, stack.append
     while stack:
         node = pop()
         by_type[node.__class__].append(node)
+        if node.__class__ is ast.Name:
+            _group(names, node.id, node)
+        elif node.__class__ is ast.Attribute:
+            _group(attributes, node.attr, node)
         children = []
         for name in _child_fields(node.__class__):
             value = getattr(node, name, None)
@@ -225,6 +235,14 @@ def _index_iteratively(tree: ast.AST, parents: dict, by_type: dict) -> None:
             if child is not None:
                 parents[child] = node
                 push(child)
+
+
+def _group(groups: dict, key: str, node: ast.AST) -> None:
+    group = groups.get(key)
+    if group is None:
+        groups[key] = [node]
+    else:
+        group.append(node)
 
 
 def walk(node: ast.AST):

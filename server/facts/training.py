@@ -438,7 +438,8 @@ class TrainingFacts:
         by_type = self._index.by_type
         if any(search(node.id) and id(node) not in skip for node in by_type.get(ast.Name, ())):
             return True
-        if any(search(node.attr) and id(node) not in skip for node in by_type.get(ast.Attribute, ())):
+        attributes = self._index.attributes_by_name
+        if any(search(name) and any(id(node) not in skip for node in attributes[name]) for name in attributes):
             return True
         if any(node.arg and search(node.arg) and id(node) not in skip for node in by_type.get(ast.keyword, ())):
             return True

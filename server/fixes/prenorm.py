@@ -393,7 +393,7 @@ def _uses_flag(document: Document, module: ModuleClass) -> bool:
     flags = per_document(
         document,
         "pre-norm-flags",
-        lambda: [node.lineno for node in document.index.nodes(ast.Attribute) if node.attr == FLAG],
+        lambda: [node.lineno for node in document.index.attributes_by_name.get(FLAG, ())],
     )
     return any(first <= line <= last for line in flags)
 

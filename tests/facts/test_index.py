@@ -101,3 +101,22 @@ def test_names_are_grouped_by_identifier_in_source_order():
     assert len(expected) == 5  # model(idx), idx = ..., (idx, ...), else idx, for x in idx
     assert [id(n) for n in index.names_by_id["idx"]] == [id(n) for n in expected]
     assert "nonexistent" not in index.names_by_id
+
+
+def test_attributes_are_grouped_by_attribute_name_in_source_order():
+    tree = ast.parse(SAMPLE)
+    index = NodeIndex(tree)
+    expected = [n for n, _ in _preorder(tree) if isinstance(n, ast.Attribute) and n.attr == "softmax"]
+    assert len(expected) == 1
+    assert [id(n) for n in index.attributes_by_name["softmax"]] == [id(n) for n in expected]
+    every = sum(len(nodes) for nodes in index.attributes_by_name.values())
+    assert every == len(index.nodes(ast.Attribute))
+
+
+def test_the_iterative_fallback_groups_names_and_attributes_too():
+    terms = sys.getrecursionlimit() * 2
+    tree = ast.parse("import torch\ntotal = " + " + ".join(f"m.x{i % 3}" for i in range(terms)) + " + y + y\n")
+    index = NodeIndex(tree)
+    assert len(index.names_by_id["m"]) == terms
+    assert len(index.names_by_id["y"]) == 2
+    assert sum(len(index.attributes_by_name[f"x{i}"]) for i in range(3)) == terms
