@@ -62,6 +62,12 @@ _SDPA = "torch.nn.functional.scaled_dot_product_attention"
 _ATTENTION_NAME = re.compile(r"attn|attention|(?:^|_)att(?:$|_|s)", re.IGNORECASE)
 
 _MAX_DEPTH = 24
+# Statements that hold statement blocks (definitions aside: a nested scope binds its own names).
+_COMPOUND_STATEMENTS = frozenset(
+    getattr(ast, name)
+    for name in ("If", "For", "AsyncFor", "While", "With", "AsyncWith", "Try", "TryStar", "Match")
+    if hasattr(ast, name)
+)
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,8 @@ class _FunctionFlow:
                     and isinstance(call.func.value, ast.Name)
                 ):
                     self.inplace_scaling.setdefault(call.func.value.id, []).append(call)
+            if statement.__class__ not in _COMPOUND_STATEMENTS:
+                continue
             for block in (
                 getattr(statement, "body", None),
                 getattr(statement, "orelse", None),

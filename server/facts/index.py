@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from functools import cached_property
+from operator import attrgetter
 
 
 class NodeIndex:
@@ -16,6 +18,7 @@ class NodeIndex:
         self.names_by_id: dict[str, list[ast.Name]] = {}
         self.attributes_by_name: dict[str, list[ast.Attribute]] = {}
         _index(tree, self.parents, self.by_type, self.names_by_id, self.attributes_by_name)
+        self._by_line: dict[type, tuple[list[ast.AST], list[int]]] = {}
 
     def nodes(self, *types: type) -> list[ast.AST]:
         if len(types) == 1:
@@ -23,6 +26,20 @@ class NodeIndex:
         found = [node for t in types for node in self.by_type.get(t, [])]
         found.sort(key=lambda n: (n.lineno, n.col_offset))
         return found
+
+    def starting_on_lines(self, kind: type, first: int, last: int) -> list[ast.AST]:
+        """Nodes of `kind` that start on lines `first`..`last`, in source order, by bisection."""
+        nodes, lines = self._sorted_by_line(kind)
+        return nodes[bisect_left(lines, first) : bisect_right(lines, last)]
+
+    def _sorted_by_line(self, kind: type) -> tuple[list[ast.AST], list[int]]:
+        cached = self._by_line.get(kind)
+        if cached is None:
+            # Pre-order is source order but for decorators (visited after their function's body)
+            # and conditional expressions (`a if test else b` visits `test` first): sort to bisect.
+            nodes = sorted(self.by_type.get(kind, ()), key=_position)
+            cached = self._by_line[kind] = (nodes, [node.lineno for node in nodes])
+        return cached
 
     @property
     def calls(self) -> list[ast.Call]:
@@ -76,20 +93,30 @@ class NodeIndex:
         name, attribute, sequences, starred = ast.Name, ast.Attribute, (ast.Tuple, ast.List), ast.Starred
         for node in self.by_type.get(ast.Assign, ()):
             targets = node.targets
-            alone = len(targets) == 1 and targets[0].__class__ is name
+            if len(targets) == 1:  # the common shapes first: `x = ...`, `self.x = ...`
+                target = targets[0]
+                kind = target.__class__
+                if kind is name:
+                    _group(by_name, target.id, (node, True))
+                    continue
+                if kind is attribute:
+                    owner = target.value
+                    if owner.__class__ is name and owner.id == "self":
+                        _group(by_attribute, target.attr, node)
+                    continue
             attributes = {
                 target.attr
                 for target in targets
                 if target.__class__ is attribute and target.value.__class__ is name and target.value.id == "self"
             }
             for written in attributes:  # `self.a = self.b = value` writes both, once each
-                by_attribute.setdefault(written, []).append(node)
+                _group(by_attribute, written, node)
             stack = list(targets)
             while stack:
                 target = stack.pop()
                 kind = target.__class__
-                if kind is name:
-                    by_name.setdefault(target.id, []).append((node, alone))
+                if kind is name:  # in a tuple or a chain: never the statement's only target
+                    _group(by_name, target.id, (node, False))
                 elif kind in sequences:
                     stack.extend(target.elts)
                 elif kind is starred:
@@ -120,9 +147,12 @@ class NodeIndex:
             parent = self.parents.get(parent)
 
     def enclosing(self, node: ast.AST, *types: type) -> ast.AST | None:
-        for ancestor in self.ancestors(node):
+        parents = self.parents  # a plain loop: rules ask this thousands of times per file
+        ancestor = parents.get(node)
+        while ancestor is not None:
             if isinstance(ancestor, types):
                 return ancestor
+            ancestor = parents.get(ancestor)
         return None
 
     def enclosing_function(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
@@ -134,6 +164,8 @@ class NodeIndex:
             current = self.parents[current]
         return current
 
+
+_position = attrgetter("lineno", "col_offset")
 
 # Fields that never hold a node worth indexing: names and other strings, numbers, constants,
 # and the context/operator singletons (`Load`, `Add`, ...) that the parser shares between nodes,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import builtins
 import re
-from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -27,6 +26,7 @@ _FUNCTIONAL_NORMS = {
     "torch.layer_norm",
     "torch.rms_norm",
 }
+_FUNCTIONAL_NORM_NAMES = {qualified.rsplit(".", 1)[1] for qualified in _FUNCTIONAL_NORMS}
 # Classes named like a norm that are not a feature-wise LayerNorm/RMSNorm, or that wrap a sublayer
 # (`PreNorm(dim, fn)` returns `fn(norm(x))`).
 _NOT_A_LAYER_NORM = re.compile(r"(Batch|Group|Instance|Weight|Spectral|LocalResponse)Norm|^(Pre|Post|Sandwich)Norm$")
@@ -408,7 +408,9 @@ class ResidualFacts:
         func = call.func
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
             return f"self.{func.attr}" if self.is_norm_attribute(module, func.attr) else None
-        if isinstance(func, ast.Attribute) or isinstance(func, ast.Name):
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+        # Resolve the import only for a norm's own name, or a bare name imported under an alias.
+        if name in _FUNCTIONAL_NORM_NAMES or (isinstance(func, ast.Name) and name in self._document.imports.aliases):
             qualified = self._document.qualified_name(func)
             if qualified in _FUNCTIONAL_NORMS:
                 return dotted_name(func)
@@ -462,15 +464,12 @@ class ResidualFacts:
 
     def names_stored_in(self, statement: ast.stmt) -> set[str]:
         """Names a statement assigns, read off the shared index (sorted by position), not re-walked."""
-        names = self._document.index.nodes(ast.Name)
-        start = bisect_left(names, statement.lineno, key=_line)
-        end = bisect_right(names, statement.end_lineno or statement.lineno, key=_line)
-        stored = {name.id for name in names[start:end] if type(name.ctx) is ast.Store}
+        index = self._document.index
+        first, last = statement.lineno, statement.end_lineno or statement.lineno
+        stored = {name.id for name in index.starting_on_lines(ast.Name, first, last) if type(name.ctx) is ast.Store}
         for kind in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef):
-            definitions = self._document.index.nodes(kind)
-            start = bisect_right(definitions, statement.lineno, key=_line)
-            end = bisect_right(definitions, statement.end_lineno or statement.lineno, key=_line)
-            stored.update(definition.name for definition in definitions[start:end])
+            # Definitions nested in the statement: those starting after its first line.
+            stored.update(definition.name for definition in index.starting_on_lines(kind, first + 1, last))
         return stored
 
     # ---- forwards ----------------------------------------------------------------------
@@ -494,11 +493,8 @@ class ResidualFacts:
         forward = module.forward
         if forward is None:
             return []
-        calls = self._document.index.calls  # sorted by position: take the forward's slice
-        start = bisect_left(calls, forward.lineno, key=_line)
-        end = bisect_right(calls, forward.end_lineno or forward.lineno, key=_line)
         candidates = []
-        for call in calls[start:end]:
+        for call in self._document.index.starting_on_lines(ast.Call, forward.lineno, forward.end_lineno or forward.lineno):
             normalized = call.args[0] if call.args else None
             if normalized is None and call.keywords:
                 normalized = next((k.value for k in call.keywords if k.arg in _INPUT_KEYWORDS), None)
@@ -626,9 +622,6 @@ class ResidualFacts:
             return statement.value.value
         return None
 
-
-def _line(node: ast.AST) -> int:
-    return node.lineno
 
 
 def _is_int(node: ast.AST) -> bool:

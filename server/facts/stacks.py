@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import re
-from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -279,14 +278,10 @@ class StackFacts:
         end_key = (last, scope.end_col_offset if scope.end_col_offset is not None else 1 << 30)
         found = []
         for kind in types:
-            nodes = self._document.index.nodes(kind)
-            # The index lists nodes in pre-order, which is source order but for decorators:
-            # bisect to the lines, then check each node's own position.
-            start = bisect_left(nodes, first, key=_line)
-            end = bisect_right(nodes, last, key=_line)
+            # The lines by bisection, then each node's own position (a line can hold more).
             found.extend(
                 node
-                for node in nodes[start:end]
+                for node in self._document.index.starting_on_lines(kind, first, last)
                 if start_key <= (node.lineno, node.col_offset) and _end(node) <= end_key
             )
         if len(types) > 1:
@@ -445,9 +440,6 @@ class StackFacts:
             for target in statement.targets
         )
 
-
-def _line(node: ast.AST) -> int:
-    return node.lineno
 
 
 def _end(node: ast.AST) -> tuple[int, int]:

@@ -436,11 +436,10 @@ class TrainingFacts:
                 skip.update(id(keyword) for keyword in site.call.keywords)
         search = _WARMUP_WORD.search
         by_type = self._index.by_type
-        if any(search(node.id) and id(node) not in skip for node in by_type.get(ast.Name, ())):
-            return True
-        attributes = self._index.attributes_by_name
-        if any(search(name) and any(id(node) not in skip for node in attributes[name]) for name in attributes):
-            return True
+        # Each distinct name is searched once, not each of its thousands of uses.
+        for grouped in (self._index.names_by_id, self._index.attributes_by_name):
+            if any(search(name) and any(id(node) not in skip for node in nodes) for name, nodes in grouped.items()):
+                return True
         if any(node.arg and search(node.arg) and id(node) not in skip for node in by_type.get(ast.keyword, ())):
             return True
         if any(search(node.arg) for node in by_type.get(ast.arg, ())):

@@ -120,3 +120,21 @@ def test_the_iterative_fallback_groups_names_and_attributes_too():
     assert len(index.names_by_id["m"]) == terms
     assert len(index.names_by_id["y"]) == 2
     assert sum(len(index.attributes_by_name[f"x{i}"]) for i in range(3)) == terms
+
+
+def test_nodes_starting_on_lines_come_in_source_order_even_where_preorder_is_not():
+    source = (
+        "class Model:\n"
+        "    @torch.no_grad()\n"  # a decorator: pre-order visits it after the body
+        "    def forward(self, x):\n"
+        "        y = (f(x)\n"
+        "             if g(x)\n"  # a conditional: pre-order visits the test first
+        "             else h(x))\n"
+        "        return y\n"
+    )
+    index = NodeIndex(ast.parse(source))
+    preorder_lines = [call.lineno for call in index.calls]
+    assert preorder_lines != sorted(preorder_lines)
+    assert [call.lineno for call in index.starting_on_lines(ast.Call, 1, 7)] == [2, 4, 5, 6]
+    assert [call.func.id for call in index.starting_on_lines(ast.Call, 3, 7)] == ["f", "g", "h"]
+    assert index.starting_on_lines(ast.Call, 8, 9) == []
