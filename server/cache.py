@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -31,7 +32,6 @@ from typing import Any
 from llmarch_lsp import __version__
 from llmarch_lsp.config import CONFIG_FILES, Settings
 from llmarch_lsp.findings import FileReport
-from llmarch_lsp.fixes import apply as _fix_edits, model as _fix_model  # noqa: F401  (types entries hold)
 
 CACHE_FOLDER = ".llmarch_cache"
 # Bump when the entry layout changes; it is part of every key and of the generation folder's name.
@@ -151,9 +151,13 @@ class ResultCache:
             return None
         if record.get("clean") in ("skipped", "checked"):
             return Entry(FileReport(display, skipped=record["clean"] == "skipped"))
-        if not isinstance(record.get("report"), FileReport) or record["report"].path != display:
+        try:  # decoded here, for the few files with findings, not for every record of the index
+            report, fix_edits = _decoded(record.get("report")), _decoded(record.get("fix_edits"))
+        except (TypeError, KeyError, AttributeError, ValueError):
             return None
-        return _entry_from(record["report"], record.get("fix_edits"))
+        if not isinstance(report, FileReport) or report.path != display:
+            return None
+        return _entry_from(report, fix_edits)
 
     def remember(self, path: str, display: str, signature: tuple | None, settings_key: str,
                  report: FileReport, fix_edits: tuple | None = None) -> None:
@@ -195,7 +199,7 @@ class ResultCache:
     def _records(self) -> dict:
         if self._index is None:
             try:
-                data = json.loads((self.generation / "index.json").read_bytes(), object_hook=_decode_object)
+                data = json.loads((self.generation / "index.json").read_bytes())
                 records = data.get("records") if isinstance(data, dict) else None
                 self._index = records if isinstance(records, dict) else {}
             except (OSError, ValueError, TypeError, KeyError, AttributeError):
@@ -296,6 +300,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 # ---- the codec: dataclasses, enums and tuples of this package, as tagged JSON ------------
 _DATACLASS, _ENUM, _TUPLE, _MAPPING = "$d", "$e", "$t", "$m"
 _PACKAGE = "llmarch_lsp."
+_ENTRY_TYPE_MODULES = frozenset({"llmarch_lsp.findings", "llmarch_lsp.fixes.model", "llmarch_lsp.fixes.apply"})
 
 
 def _encode(value: Any) -> Any:
@@ -349,6 +354,15 @@ def _decode_object(data: dict) -> Any:
     return data
 
 
+def _decoded(value: Any) -> Any:
+    """A value read as plain JSON, decoded as `json.loads(..., object_hook=_decode_object)` would."""
+    if isinstance(value, list):
+        return [_decoded(item) for item in value]
+    if isinstance(value, dict):
+        return _decode_object({key: _decoded(item) for key, item in value.items()})
+    return value
+
+
 def _hashable(value: Any) -> Any:
     return tuple(_hashable(item) for item in value) if isinstance(value, list) else value
 
@@ -358,8 +372,10 @@ def _resolve(name: str) -> Any:
     module_name, _, qualname = name.partition(":")
     if not module_name.startswith(_PACKAGE):
         raise TypeError(f"{name} is not a type of this package")
-    # Only modules already loaded: importing by a name read from disk could run a module's
-    # top level (`__main__`). The findings and fix types are loaded before any entry is read.
+    # Importing by a name read from disk could run any module's top level (`__main__`): only the
+    # modules that define what entries hold are imported here, on first use; others must be loaded.
+    if module_name in _ENTRY_TYPE_MODULES:
+        importlib.import_module(module_name)
     found: Any = sys.modules[module_name]
     for part in qualname.split("."):
         found = getattr(found, part)

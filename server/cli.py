@@ -14,10 +14,8 @@ import time
 from pathlib import Path
 
 from llmarch_lsp import __version__
-from llmarch_lsp.analyzers import all_rules, is_known_selector
 from llmarch_lsp.cache import ResultCache, default_cache_folder, settings_fingerprint
 from llmarch_lsp.config import CONFIG_FILES, Settings, SettingsResolver, parse_selectors
-from llmarch_lsp.engine import analyze_source
 from llmarch_lsp.files import discover
 from llmarch_lsp.output import (
     CheckRun,
@@ -29,9 +27,10 @@ from llmarch_lsp.output import (
     render_text,
 )
 from llmarch_lsp.progress import Progress
-from llmarch_lsp.rewrite import FileChanged, applicable_fixes, fix_source, unified_diff, write_if_unchanged
 from llmarch_lsp.runner import check_files
-from llmarch_lsp.sarif import render_sarif
+
+# The rules, the engine and the fix machinery are imported where a command needs them: a
+# re-check answered from the cache, the common case in pre-commit and CI, needs none of them.
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -130,6 +129,8 @@ def _dispatch(arguments) -> int:
 def _selectors(value: str | None, flag: str) -> list[str] | None:
     if value is None:
         return None
+    from llmarch_lsp.analyzers import is_known_selector
+
     selectors = parse_selectors(value)
     unknown = [selector for selector in selectors if not is_known_selector(selector)]
     if unknown:
@@ -138,6 +139,8 @@ def _selectors(value: str | None, flag: str) -> list[str] | None:
 
 
 def _selected_rules(arguments):
+    from llmarch_lsp.analyzers import all_rules
+
     settings = Settings().with_overrides(
         select=_selectors(arguments.select, "--select"), ignore=_selectors(arguments.ignore, "--ignore")
     )
@@ -200,6 +203,8 @@ def _check(arguments) -> int:
     elif arguments.format == "json":
         sys.stdout.write(render_json(run))
     elif arguments.format == "sarif":
+        from llmarch_lsp.sarif import render_sarif
+
         sys.stdout.write(render_sarif(run, successful=not failures))
     elif arguments.format == "github":
         sys.stdout.write(render_github(run))
@@ -247,6 +252,9 @@ def _folder_settings(path: Path, resolver: SettingsResolver, by_folder: dict[Pat
 def _fix_file(path: Path, settings: Settings, result, arguments, cache: ResultCache | None):
     """(report, source, fixes applied, diff, findings that remain) for one checked file under
     --fix (written atomically unless it changed meanwhile) or --diff (nothing written)."""
+    from llmarch_lsp.engine import analyze_source
+    from llmarch_lsp.rewrite import applicable_fixes, fix_source, unified_diff
+
     report, source = result.report, result.source
     # Like Ruff: `unsafe-fixes = true` in the config opts in too; the flags override it.
     unsafe = not arguments.no_unsafe_fixes and (arguments.unsafe_fixes or settings.unsafe_fixes)
@@ -269,6 +277,8 @@ def _fix_file(path: Path, settings: Settings, result, arguments, cache: ResultCa
 
 
 def _write_fixed(path: Path, checked_text: str, fixed_text: str) -> bool:
+    from llmarch_lsp.rewrite import FileChanged, write_if_unchanged
+
     try:
         write_if_unchanged(path, checked_text, fixed_text)
     except FileChanged as reason:

@@ -7,20 +7,19 @@ default is used instead.
 from __future__ import annotations
 
 import fnmatch
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llmarch_lsp.analyzers import all_rules, find_rule, is_known_selector, matches
-from llmarch_lsp.analyzers.rule import Rule
 from llmarch_lsp.findings import Severity
+from llmarch_lsp.text import toml_parser
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+if TYPE_CHECKING:
+    from llmarch_lsp.analyzers.rule import Rule
+
+# The rule registry (every rule module, with its facts and fixes) and the TOML parser are
+# imported where they are needed: a re-check answered from the cache needs neither.
 
 DEFAULT_MAX_FILE_LINES = 20_000
 CONFIG_FILES = ("llmarch.toml", "pyproject.toml")
@@ -42,6 +41,8 @@ class Settings:
     warnings: tuple[str, ...] = ()
 
     def rules_for(self, path: str | None = None) -> list[Rule]:
+        from llmarch_lsp.analyzers import all_rules, matches
+
         ignored = list(self.ignore) + list(self._per_file_ignores(path))
         return [
             rule
@@ -95,6 +96,8 @@ def parse_selectors(value: str | Iterable[str]) -> list[str]:
 
 def settings_from_table(table: Mapping[str, Any], where: str, root: Path | None = None) -> Settings:
     """Validate a `[tool.llmarch]` table (or the same keys from an editor's settings)."""
+    from llmarch_lsp.analyzers import find_rule
+
     warnings: list[str] = []
     values: dict[str, Any] = {}
     rule_options: dict[str, dict[str, Any]] = {}
@@ -131,6 +134,7 @@ def settings_from_table(table: Mapping[str, Any], where: str, root: Path | None 
 
 def load_settings(path: Path) -> Settings:
     """Settings from a config file; a file that cannot be read or parsed gives a warning."""
+    tomllib = toml_parser()
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
@@ -183,6 +187,7 @@ def _has_llmarch_table(path: Path) -> bool:
         return False
     if "llmarch" not in text:
         return False
+    tomllib = toml_parser()
     try:
         return "llmarch" in tomllib.loads(text).get("tool", {})
     except tomllib.TOMLDecodeError:
@@ -195,6 +200,8 @@ def _selectors(key: str, value: Any, warn) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         warn(f"`{key}` must be a list of rule codes, prefixes or names, not {value!r}; ignoring it")
         return None
+    from llmarch_lsp.analyzers import is_known_selector
+
     known = []
     for selector in value:
         if is_known_selector(selector):
@@ -220,6 +227,8 @@ def _severities(value: Any, warn) -> dict[str, Severity]:
     if not isinstance(value, dict):
         warn(f"`severity` must be a table of CODE = \"error|warning|info|hint\", not {value!r}; ignoring it")
         return {}
+    from llmarch_lsp.analyzers import all_rules, matches
+
     result = {}
     allowed = ", ".join(level.value for level in Severity)
     for selector, level in value.items():

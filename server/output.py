@@ -8,11 +8,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from llmarch_lsp import __version__
-from llmarch_lsp.analyzers import find_rule
 from llmarch_lsp.citations import cite
 from llmarch_lsp.findings import FileReport, Finding, Severity
 from llmarch_lsp.text import split_lines
-from llmarch_lsp.rewrite import planned_fix_edits
 
 
 @dataclass
@@ -147,6 +145,8 @@ def render_json(run: CheckRun) -> str:
 def with_fix_edits(run: CheckRun):
     """Each report with the edits of each finding's fix (None where there is no fix, or it would
     not parse): from the run when the checker planned them already, else planned here."""
+    from llmarch_lsp.rewrite import planned_fix_edits  # the fix machinery, only for output that shows edits
+
     for report in run.reports:
         edits = run.fix_edits.get(report.path)
         if edits is None or len(edits) != len(report.findings):
@@ -260,6 +260,8 @@ def render_rule_table(rules, as_json: bool) -> str:
 
 
 def render_explanation(code_or_name: str) -> str | None:
+    from llmarch_lsp.analyzers import find_rule
+
     rule = find_rule(code_or_name)
     if rule is None:
         return None

@@ -20,7 +20,6 @@ from llmarch_lsp.config import Settings
 from llmarch_lsp.engine import analyze_source, mentions_torch, read_source
 from llmarch_lsp.findings import FileReport
 from llmarch_lsp.progress import Progress
-from llmarch_lsp.rewrite import planned_fix_edits
 
 # A worker process is worth starting only for at least this many files to analyze.
 FILES_PER_WORKER = 24
@@ -170,6 +169,8 @@ def _analyze(pending, settings_table, cache, jobs, progress):
 def _analyze_job(job, settings_table: list[Settings], cache: ResultCache | None):
     """(report, fix edits): the edits are planned here too, in parallel, and cached with the report."""
     _, display, source, position, key = job
+    from llmarch_lsp.rewrite import planned_fix_edits  # analysis only: a cache hit never plans a fix
+
     report = analyze_source(source, display, settings_table[position], alternatives=False)
     fix_edits = planned_fix_edits(source, report.findings) if any(f.fix for f in report.findings) else None
     if cache is not None and key is not None:

@@ -1,4 +1,4 @@
-"""Lines as Python's tokenizer (and the LSP) count them: only \\n, \\r\\n and \\r end a line.
+"""Text helpers. Lines as Python's tokenizer (and the LSP) count them: only \\n, \\r\\n and \\r end a line.
 
 `str.splitlines` also splits on form feeds, U+2028 and other separators, which would put every
 line number after such a character out of step with `ast`.
@@ -7,6 +7,7 @@ line number after such a character out of step with `ast`.
 from __future__ import annotations
 
 import re
+import sys
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _LINE_WITH_END = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
@@ -34,3 +35,12 @@ def newline_of(text: str) -> str:
     """The text's line ending, judged by its first line break (\\n when it has none)."""
     match = _LINE_BREAK.search(text)
     return match.group() if match else "\n"
+
+
+def toml_parser():
+    """`tomllib` (`tomli` before Python 3.11), imported on first use: most runs read no TOML."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    return tomllib

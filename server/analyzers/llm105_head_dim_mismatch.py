@@ -152,6 +152,8 @@ def _constructor_calls(document: Document):
 
 
 def _may_configure_heads(document: Document, values, call) -> bool:
+    """Whether the call can state a head count: by keyword, or through a callee that takes one.
+    (A scope without a head count has nothing to check, so it is not built.)"""
     func = call.func
     if func.__class__ is ast.Attribute:
         name = func.attr
@@ -159,10 +161,10 @@ def _may_configure_heads(document: Document, values, call) -> bool:
         name = func.id
     else:
         return False
-    for keyword in call.keywords:
-        if keyword.arg in _ROLE_BY_NAME:
-            return True
-    if not call.args:
+    keyword_roles = [_role(keyword.arg) for keyword in call.keywords if keyword.arg in _ROLE_BY_NAME]
+    if any(_counts_heads(role) for role in keyword_roles):
+        return True
+    if not call.args and not keyword_roles:
         return False
     if name in _TORCH_CLASS_NAMES:
         return document.qualified_name(func) in TORCH_SIGNATURES
@@ -171,7 +173,11 @@ def _may_configure_heads(document: Document, values, call) -> bool:
 
 def _has_head_parameter(values, call) -> bool:
     signature = values.signature(call)
-    return signature is not None and any(_role(name) for name in signature.names)
+    return signature is not None and any(_counts_heads(_role(name)) for name in signature.names)
+
+
+def _counts_heads(role: tuple[str, str] | None) -> bool:
+    return role is not None and role[0] in ("heads", "kv")
 
 
 def _is_relevant(name: str) -> bool:

@@ -6,19 +6,16 @@
 
 from __future__ import annotations
 
-import sys
+import re
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from llmarch_lsp.text import toml_parser
 
 
 # Last words of an author name that make it a group: cited by the group's name alone.
 _GROUP_WORDS = {"Team", "Workshop", "Collaboration", "Consortium", "Group"}
+_TABLE_HEADER = re.compile(r"^\[([A-Za-z0-9_.-]+)\][ \t]*$", re.MULTILINE)
 
 @dataclass(frozen=True)
 class Citation:
@@ -90,18 +87,46 @@ class Citation:
 
 @lru_cache(maxsize=1)
 def bibliography() -> dict[str, Citation]:
-    text = resources.files(__package__).joinpath("bibliography.toml").read_text(encoding="utf-8")
-    return {key: _citation(key, entry) for key, entry in tomllib.loads(text).items()}
+    """Every entry, parsed at once (for tests and tools; a citation parses only its own entry)."""
+    return {key: _citation(key, entry) for key, entry in toml_parser().loads(_text()).items()}
 
 
 def cite(key: str) -> Citation:
-    try:
-        citation = bibliography()[key]
-    except KeyError:
-        raise KeyError(f"unknown citation key {key!r}: add it to shared/references.toml first") from None
+    citation = _entry(key)
+    if citation is None:
+        raise KeyError(f"unknown citation key {key!r}: add it to shared/references.toml first")
     if not citation.verified:
         raise KeyError(f"citation {key!r} is not verified and must not be cited")
     return citation
+
+
+@lru_cache(maxsize=None)
+def _entry(key: str) -> Citation | None:
+    """One entry, parsed from its own `[key]` table alone: parsing the whole 50 kB table costs a
+    command-line run that prints a few citations more than everything else it does."""
+    table = _tables().get(key)
+    if table is None:
+        return None
+    return _citation(key, toml_parser().loads(table)[key])
+
+
+@lru_cache(maxsize=1)
+def _tables() -> dict[str, str]:
+    """Each entry's text, from its `[key]` header line to the next one (the table's layout:
+    one table per paper, plain `name = value` lines; a test checks every entry against a full parse)."""
+    text = _text()
+    headers = list(_TABLE_HEADER.finditer(text))
+    return {
+        header.group(1): text[header.start() : following.start() if following else len(text)]
+        for header, following in zip(headers, [*headers[1:], None])
+    }
+
+
+@lru_cache(maxsize=1)
+def _text() -> str:
+    from importlib import resources  # ~10 ms of imports, paid only when a citation is shown
+
+    return resources.files(__package__).joinpath("bibliography.toml").read_text(encoding="utf-8")
 
 
 def _citation(key: str, entry: dict) -> Citation:

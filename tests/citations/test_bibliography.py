@@ -49,3 +49,23 @@ def test_group_authors_are_cited_by_the_group_name():
     assert cite("bigscience2022bloom").short() == "BigScience Workshop, 2022"
     assert cite("gemma2024gemma").short() == "Gemma Team, 2024"
     assert cite("vaswani2017attention").short() == "Vaswani et al., 2017"
+
+
+def test_each_entry_parsed_alone_equals_the_full_parse():
+    from llmarch_lsp.citations import _entry, _tables, bibliography
+
+    everything = bibliography()
+    assert set(_tables()) == set(everything)  # every table is found by its header line
+    for key, citation in everything.items():
+        assert _entry(key) == citation, key
+
+
+def test_an_unknown_or_unverified_key_cannot_be_cited():
+    from llmarch_lsp.citations import bibliography
+
+    with pytest.raises(KeyError, match="unknown citation key"):
+        cite("nobody2099nothing")
+    unverified = [key for key, citation in bibliography().items() if not citation.verified]
+    for key in unverified:
+        with pytest.raises(KeyError, match="not verified"):
+            cite(key)

@@ -158,7 +158,7 @@ def test_file_changed_on_disk_during_the_run_is_left_untouched(tmp_path, monkeyp
         path.write_text(someone_elses_edit)  # after the file was read, before it is written
         return outcome
 
-    monkeypatch.setattr(cli, "fix_source", fix_while_the_user_types)
+    monkeypatch.setattr(rewrite, "fix_source", fix_while_the_user_types)  # the CLI imports it when fixing
     monkeypatch.chdir(tmp_path)
     code = cli.main(["--check", "model.py", "--fix", "--unsafe-fixes", "--no-cache"])
     output = capsys.readouterr()

@@ -6,7 +6,7 @@ The analysis child (spawned) re-imports this module as `__mp_main__`, so it is p
 
 import dataclasses
 
-from llmarch_lsp import config
+from llmarch_lsp import analyzers
 from llmarch_lsp.analyzers import all_rules, find_rule
 from llmarch_lsp.lsp.server import serve
 
@@ -17,7 +17,7 @@ def _raise(document, context, rule):
 
 BROKEN = dataclasses.replace(find_rule("LLM203"), code="LLM999", name="always-raises", check=_raise)
 RULES = (BROKEN, *all_rules())
-config.all_rules = lambda: RULES
+analyzers.all_rules = lambda: RULES  # settings look the registry up when they choose the rules
 
 if __name__ == "__main__":
     serve("stdio")
