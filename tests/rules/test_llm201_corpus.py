@@ -675,6 +675,42 @@ def test_hf_bart_post_ln_written_with_a_residual_variable():
     assert _findings(fixed) == []
 
 
+# A decorated forward (HF's `@deprecate_kwarg(...)`): the decorator's call sits above the `def`,
+# though a walk of the tree reaches it after the body, so the file's calls in walk order are not in
+# line order (here the decorator's call is the middle one, where a bisection of them looks first).
+DECORATED_POST_LN_DECODER_LAYER = """
+import torch.nn as nn
+
+def renamed_kwarg(old, new):
+    return lambda function: function
+
+class DecoderLayer(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.self_attn = Attention(d)
+        self.self_attn_norm = nn.LayerNorm(d)
+        self.feed_forward = FeedForward(d)
+        self.feed_forward_norm = nn.LayerNorm(d)
+
+    @renamed_kwarg("past", "cache")
+    def forward(self, hidden, cache=None):
+        attended = self.self_attn(hidden, cache=cache)
+        hidden = self.self_attn_norm(hidden + attended)
+        fed = self.feed_forward(hidden)
+        hidden = self.feed_forward_norm(fed + hidden)
+        return hidden
+
+def build(d):
+    layers = [DecoderLayer(d), DecoderLayer(d), DecoderLayer(d), DecoderLayer(d), DecoderLayer(d)]
+    return nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d), nn.Dropout(0.1), *layers)
+"""
+
+
+def test_a_decorated_forward_is_read_like_any_other():
+    findings = _findings(DECORATED_POST_LN_DECODER_LAYER)
+    assert [f.span.line for f in findings] == [17, 19]
+
+
 VIA_TEMPORARIES = """
 import torch.nn as nn
 
