@@ -1,4 +1,6 @@
-"""One walk over the tree: parents and nodes grouped by type, for every rule to reuse."""
+"""One walk over the tree, shared by every rule: each node's parent, nodes grouped by type, names
+and attributes grouped by name; and, on first use, calls grouped by callee, assignments by target,
+and nodes sorted by line for bisection."""
 
 from __future__ import annotations
 
