@@ -98,7 +98,7 @@ def _display_width(text: str) -> int:
 
 def _summary(run: CheckRun, palette: Palette) -> str:
     count = len(run.findings)
-    files = len(run.reports)
+    files = len(run.reports)  # as JSON's `files_checked`: every file looked at, those that failed included
     checked = f"{files} file{'s' if files != 1 else ''} checked"
     parts = []
     if run.fixing:
@@ -118,6 +118,8 @@ def _summary(run: CheckRun, palette: Palette) -> str:
         if len(fixes) - safe:
             more = " more" if safe else ""
             parts.append(f"{len(fixes) - safe}{more} fixable with `--fix --unsafe-fixes` (review them: they change numerics).")
+    elif run.errors:  # not "all checks passed": some files were never analyzed
+        parts.append(palette.bold(f"No problems found; {checked}."))
     else:
         parts.append(palette.bold(f"All checks passed; {checked}."))
     if run.errors:

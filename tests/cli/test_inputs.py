@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from .conftest import POST_NORM_LAYER
+from .conftest import POST_NORM_LAYER, PRE_NORM_LAYER
 
 
 def _errors_by_path(result):
@@ -82,3 +82,12 @@ def test_discovery_skips_vcs_venvs_build_and_gitignored(llmarch, project):
 def test_explicit_file_is_checked_even_if_ignored(llmarch, project):
     project({"scratch_model.py": POST_NORM_LAYER, ".gitignore": "scratch_*.py\n"})
     assert llmarch("--check", "scratch_model.py").code == 1
+
+
+def test_a_run_with_unreadable_files_never_says_all_checks_passed(llmarch, project):
+    project({"good.py": PRE_NORM_LAYER})
+    result = llmarch("--check", "good.py", "nowhere.py")
+    assert result.code == 1
+    assert "All checks passed" not in result.stdout
+    assert "No problems found; 2 files checked." in result.stdout
+    assert "1 file could not be checked." in result.stdout
