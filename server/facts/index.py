@@ -205,12 +205,15 @@ def _index(tree: ast.AST, parents: dict, by_type: dict, names: dict, attributes:
 
 
 def _index_recursively(tree: ast.AST, parents: dict, by_type: dict, names: dict, attributes: dict) -> None:
-    fields_of = _CHILD_FIELDS
+    plans: dict[type, tuple[list, tuple[str, ...]]] = {}  # per node class: its by_type list and child fields
     name_type, attribute_type = ast.Name, ast.Attribute
 
     def visit(node):
         cls = node.__class__
-        by_type[cls].append(node)
+        plan = plans.get(cls)  # one lookup per node for both
+        if plan is None:
+            plan = plans[cls] = (by_type[cls], _child_fields(cls))
+        plan[0].append(node)
         if cls is name_type:  # a third of a tree: group it here (inlined), and it has no children
             group = names.get(node.id)
             if group is None:
@@ -224,10 +227,7 @@ def _index_recursively(tree: ast.AST, parents: dict, by_type: dict, names: dict,
                 attributes[node.attr] = [node]
             else:
                 group.append(node)
-        fields = fields_of.get(cls)
-        if fields is None:
-            fields = _child_fields(cls)
-        for name in fields:
+        for name in plan[1]:
             value = getattr(node, name, None)
             if value is None:
                 continue

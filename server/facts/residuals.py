@@ -396,6 +396,7 @@ class ResidualFacts:
         self._document = document
         self._flows: dict[int, ForwardFlow | None] = {}
         self._norm_attributes: dict[tuple[int, str], bool] = {}
+        self._self_norm_labels: dict[tuple[int, str], str | None] = {}  # `self.ln_1` or None, per class
 
     # ---- norms -------------------------------------------------------------------------
     def norm_label(self, module: ModuleClass, call: ast.Call) -> str | None:
@@ -407,7 +408,12 @@ class ResidualFacts:
         """
         func = call.func
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
-            return f"self.{func.attr}" if self.is_norm_attribute(module, func.attr) else None
+            key = (id(module.node), func.attr)  # asked for every call of every forward: remembered
+            try:
+                return self._self_norm_labels[key]
+            except KeyError:
+                label = self._self_norm_labels[key] = f"self.{func.attr}" if self.is_norm_attribute(module, func.attr) else None
+                return label
         name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
         # Resolve the import only for a norm's own name, or a bare name imported under an alias.
         if name in _FUNCTIONAL_NORM_NAMES or (isinstance(func, ast.Name) and name in self._document.imports.aliases):

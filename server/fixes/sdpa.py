@@ -29,7 +29,6 @@ q or k were scaled before the product (the facts say so, and the chain itself ho
 from __future__ import annotations
 
 import ast
-import copy
 import keyword as python_keywords
 import re
 from bisect import bisect_left
@@ -215,7 +214,17 @@ def _indent_unit(document: Document, statement: ast.stmt) -> str:
 
 # ---- reading a chain -----------------------------------------------------------------------
 
-class _Scores:
+class _Step:
+    """A value of the chain. Copied before each attempt to extend it, so a failed attempt leaves
+    the binding as it was (a shallow copy, as `copy.copy` makes, without its generic protocol)."""
+
+    def copy(self):
+        twin = object.__new__(self.__class__)
+        twin.__dict__.update(self.__dict__)
+        return twin
+
+
+class _Scores(_Step):
     """q·kᵀ with what was applied to it so far."""
 
     def __init__(self):
@@ -225,14 +234,14 @@ class _Scores:
         self.additive_mask: str | None = None
 
 
-class _Probabilities:
+class _Probabilities(_Step):
     def __init__(self, scores: _Scores):
         self.scores = scores
         self.dropout_p: str | None = None
         self.dropped = False
 
 
-class _Output:
+class _Output(_Step):
     def __init__(self, probabilities: _Probabilities, value: ast.expr):
         self.probabilities = probabilities
         self.value = value
@@ -616,7 +625,7 @@ class _ChainReader:
             raise _Unsupported
         if not store:
             self.consumed.add(id(name))
-        return copy.copy(self.environment[name.id])  # a failed attempt must leave the binding as it was
+        return self.environment[name.id].copy()  # a failed attempt must leave the binding as it was
 
     def _check_reads(self, statements: list[ast.stmt]):
         """Each intermediate value is read once, by the next step, and never again afterwards.
