@@ -300,7 +300,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 # ---- the codec: dataclasses, enums and tuples of this package, as tagged JSON ------------
 _DATACLASS, _ENUM, _TUPLE, _MAPPING = "$d", "$e", "$t", "$m"
 _PACKAGE = "llmarch_lsp."
-_ENTRY_TYPE_MODULES = frozenset({"llmarch_lsp.findings", "llmarch_lsp.fixes.model", "llmarch_lsp.fixes.apply"})
+_ENTRY_TYPE_MODULES = frozenset({"llmarch_lsp.findings", "llmarch_lsp.fixes.model"})
 
 
 def _encode(value: Any) -> Any:

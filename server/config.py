@@ -96,7 +96,7 @@ def parse_selectors(value: str | Iterable[str]) -> list[str]:
 
 def settings_from_table(table: Mapping[str, Any], where: str, root: Path | None = None) -> Settings:
     """Validate a `[tool.llmarch]` table (or the same keys from an editor's settings)."""
-    from llmarch_lsp.analyzers import find_rule
+    from llmarch_lsp.analyzers import find_rule_id
 
     warnings: list[str] = []
     values: dict[str, Any] = {}
@@ -106,9 +106,9 @@ def settings_from_table(table: Mapping[str, Any], where: str, root: Path | None 
         warnings.append(f"{where}: {message}")
 
     for key, value in table.items():
-        rule = find_rule(key)
+        rule = find_rule_id(key)
         if key not in _TOP_LEVEL_KEYS and rule is not None and rule.name == key:
-            rule_options[rule.name] = _rule_options(rule, value, warn)
+            rule_options[rule.name] = _rule_options(rule.load(), value, warn)  # only this rule's module loads
         elif key in ("select", "ignore"):
             selectors = _selectors(key, value, warn)
             if selectors is not None:
@@ -227,12 +227,12 @@ def _severities(value: Any, warn) -> dict[str, Severity]:
     if not isinstance(value, dict):
         warn(f"`severity` must be a table of CODE = \"error|warning|info|hint\", not {value!r}; ignoring it")
         return {}
-    from llmarch_lsp.analyzers import all_rules, matches
+    from llmarch_lsp.analyzers import RULE_IDS, matches
 
     result = {}
     allowed = ", ".join(level.value for level in Severity)
     for selector, level in value.items():
-        targets = [rule for rule in all_rules() if matches(rule, selector)]
+        targets = [rule for rule in RULE_IDS if matches(rule, selector)]
         if not targets:
             warn(f"`severity` names an unknown rule `{selector}`; ignoring it")
             continue

@@ -15,20 +15,12 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from llmarch_lsp.findings import Span
-from llmarch_lsp.fixes.model import AddImport, Fix
+from llmarch_lsp.fixes.model import AddImport, Fix, TextEdit
 from llmarch_lsp.text import line_starts, lines_with_ends, newline_of, split_lines
 
 
 class FixError(ValueError):
     """The fix cannot be applied to this text (stale positions, or the result would not parse)."""
-
-
-@dataclass(frozen=True)
-class TextEdit:
-    """Replace `span` of the old text (lines 1-based, columns 0-based characters)."""
-
-    span: Span
-    new_text: str
 
 
 @dataclass(frozen=True)

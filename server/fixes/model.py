@@ -1,4 +1,4 @@
-"""A fix as plain data. Rules build these; nothing here touches text."""
+"""Fixes, and the text edits they are planned into, as plain data. Rules build fixes; nothing here touches text."""
 
 from __future__ import annotations
 
@@ -46,3 +46,12 @@ class Fix:
     @property
     def is_safe(self) -> bool:
         return self.applicability == SAFE
+
+
+@dataclass(frozen=True)
+class TextEdit:
+    """Replace `span` of the old text (lines 1-based, columns 0-based characters): what a fix
+    becomes once planned against a file's text (fixes/apply.py), and what the cache keeps."""
+
+    span: Span
+    new_text: str
