@@ -20,9 +20,7 @@ import hashlib
 import importlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -272,6 +270,8 @@ class ResultCache:
             return
         for stale in generations[KEPT_GENERATIONS - 1 :]:
             # Another run may still be reading it: its reads then miss, which is harmless.
+            import shutil  # only when a generation is dropped
+
             shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -287,6 +287,8 @@ def _short_digest(text: str) -> str:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    import tempfile  # only when writing: a run that only reads never needs it
+
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as handle:

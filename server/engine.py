@@ -12,12 +12,9 @@ from pathlib import Path
 
 from llmarch_lsp.config import Settings
 from llmarch_lsp.document import Document
+from llmarch_lsp.files import mentions_torch, read_source
 from llmarch_lsp.findings import FileReport
 from llmarch_lsp.suppressions import parse_suppressions
-
-
-def mentions_torch(source: str) -> bool:
-    return "torch" in source
 
 
 @contextmanager
@@ -121,19 +118,6 @@ def over_line_limit(source: str, settings: Settings) -> str | None:
         f"{line_count:,} lines is over the limit of {settings.max_file_lines:,} "
         "(`max-file-lines` in [tool.llmarch]); not analyzed"
     )
-
-
-def read_source(path: Path) -> str:
-    """Text of a file, or OSError / ValueError with a message fit for a user."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise ValueError(
-            f"not valid UTF-8 (byte 0x{data[error.start]:02x} on line {line}); save the file as UTF-8"
-        ) from None
-    return text.removeprefix("\ufeff")
 
 
 def analyze_path(path: Path, settings: Settings) -> FileReport:

@@ -147,3 +147,21 @@ def _walk(folder: Path, inherited: list[IgnorePattern], seen: set[Path]) -> Iter
             if not _ignored(resolved, False, patterns) and path not in seen:
                 seen.add(path)
                 yield path
+
+
+def mentions_torch(source: str) -> bool:
+    """Whether a file can hold anything to report: every rule is about PyTorch code."""
+    return "torch" in source
+
+
+def read_source(path: Path) -> str:
+    """Text of a file, or OSError / ValueError with a message fit for a user."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ValueError(
+            f"not valid UTF-8 (byte 0x{data[error.start]:02x} on line {line}); save the file as UTF-8"
+        ) from None
+    return text.removeprefix("\ufeff")

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmarch_lsp.config import Settings
-from llmarch_lsp.engine import analyze_source, read_source
+from llmarch_lsp.engine import analyze_source
+from llmarch_lsp.files import read_source
 from llmarch_lsp.findings import FileReport
 from llmarch_lsp.fixes.apply import FixError, FixPlanner, apply_fixes
 from llmarch_lsp.text import lines_with_ends

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from llmarch_lsp.cache import ResultCache, settings_fingerprint, stat_signature
 from llmarch_lsp.config import Settings
-from llmarch_lsp.engine import analyze_source, mentions_torch, read_source
+from llmarch_lsp.files import mentions_torch, read_source
 from llmarch_lsp.findings import FileReport
 from llmarch_lsp.progress import Progress
 
@@ -89,7 +89,7 @@ def check_files(
             results[index] = CheckedFile(FileReport(display, error=str(error)), None)
             continue
         if not mentions_torch(source):  # skipped before parsing; costs less than a cache lookup
-            results[index] = CheckedFile(analyze_source(source, display, settings, alternatives=False), None)
+            results[index] = CheckedFile(FileReport(display, skipped=True), None)  # what the engine reports
             if cache is not None:
                 cache.remember(absolute, display, signature, settings_keys[position], results[index].report)
             continue
@@ -169,6 +169,7 @@ def _analyze(pending, settings_table, cache, jobs, progress):
 def _analyze_job(job, settings_table: list[Settings], cache: ResultCache | None):
     """(report, fix edits): the edits are planned here too, in parallel, and cached with the report."""
     _, display, source, position, key = job
+    from llmarch_lsp.engine import analyze_source
     from llmarch_lsp.rewrite import planned_fix_edits  # analysis only: a cache hit never plans a fix
 
     report = analyze_source(source, display, settings_table[position], alternatives=False)

@@ -27,7 +27,9 @@ def _run(cwd, *arguments):
 
 
 def _rule_and_fact_modules(loaded):
-    return [name for name in loaded if name.startswith(("llmarch_lsp.analyzers.llm", "llmarch_lsp.facts.", "llmarch_lsp.fixes.apply"))]
+    """What only analysis needs: the engine (and with it the parser), rules, facts, fix machinery."""
+    analysis = ("llmarch_lsp.engine", "llmarch_lsp.document", "llmarch_lsp.analyzers.llm", "llmarch_lsp.facts.", "llmarch_lsp.fixes.apply")
+    return [name for name in loaded if name.startswith(analysis)]
 
 
 def test_a_warm_recheck_with_a_config_file_imports_no_rule(tmp_path):
