@@ -147,12 +147,15 @@ def render_json(run: CheckRun) -> str:
 def with_fix_edits(run: CheckRun):
     """Each report with the edits of each finding's fix (None where there is no fix, or it would
     not parse): from the run when the checker planned them already, else planned here."""
-    from llmarch_lsp.rewrite import planned_fix_edits  # the fix machinery, only for output that shows edits
-
     for report in run.reports:
         edits = run.fix_edits.get(report.path)
         if edits is None or len(edits) != len(report.findings):
-            edits = planned_fix_edits(run.sources.get(report.path), report.findings)
+            if any(finding.fix for finding in report.findings):
+                from llmarch_lsp.rewrite import planned_fix_edits  # the fix machinery, only when planning
+
+                edits = planned_fix_edits(run.sources.get(report.path), report.findings)
+            else:
+                edits = (None,) * len(report.findings)
         yield report, edits
 
 
