@@ -9,6 +9,11 @@ import json
 import subprocess
 import sys
 
+from llmarch_lsp.config import Settings
+from llmarch_lsp.engine import analyze_source
+from llmarch_lsp.findings import FileReport
+from llmarch_lsp.runner import check_files
+
 from .conftest import POST_NORM_LAYER, PRE_NORM_LAYER
 
 _REPORT_IMPORTS = """
@@ -61,3 +66,10 @@ def test_a_rule_options_table_loads_only_that_rule(tmp_path):
     assert code == 0
     rules = [name for name in loaded if name.startswith("llmarch_lsp.analyzers.llm")]
     assert rules == ["llmarch_lsp.analyzers.llm201_post_norm_residual"]
+
+
+def test_the_runner_answers_a_file_without_torch_exactly_as_the_engine_does(tmp_path):
+    path = tmp_path / "notes.py"
+    path.write_text("import numpy as np\nx = np.ones(3)\n")
+    (checked,) = check_files([(path, Settings())], jobs=1)
+    assert checked.report == analyze_source(path.read_text(), str(path)) == FileReport(str(path), skipped=True)
