@@ -129,7 +129,7 @@ def check(document: Document, context: RuleContext, rule: Rule):
             _role(argument.arg) for argument in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs)
         ):
             scopes.append(values.parameters(function))
-    for call in _constructor_calls(document):
+    for call in _constructor_calls(document, values):
         if _may_configure_heads(document, values, call):
             scope = values.call(call, wanted=_is_relevant)
             if scope is not None:
@@ -143,12 +143,20 @@ def check(document: Document, context: RuleContext, rule: Rule):
                 yield finding
 
 
-def _constructor_calls(document: Document):
+def _constructor_calls(document: Document, values):
     """Calls of a capitalized name (`GPTConfig(...)`, `nn.MultiheadAttention(...)`), not `dict(...)`
-    or a helper: only constructors configure heads."""
-    for name, calls in document.index.calls_by_name.items():
-        if name[:1].isupper():
-            yield from calls
+    or a helper, that can state a head count: a torch module or a class of this file that takes
+    one, or any constructor given one by keyword. Each call once, in source order."""
+    index = document.index
+    found = {id(call): call for name in (*_TORCH_CLASS_NAMES, *values.classes_by_name) for call in index.calls_named(name)}
+    for keyword in index.by_type.get(ast.keyword, ()):
+        if _counts_heads(_role(keyword.arg)):
+            call = index.parent(keyword)
+            func = call.func
+            name = func.attr if func.__class__ is ast.Attribute else func.id if func.__class__ is ast.Name else ""
+            if name[:1].isupper():
+                found[id(call)] = call
+    return sorted(found.values(), key=lambda call: (call.lineno, call.col_offset))
 
 
 def _may_configure_heads(document: Document, values, call) -> bool:

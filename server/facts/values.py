@@ -32,11 +32,10 @@ def known_number(document, node: ast.AST | None) -> float | None:
         if any(argument is not None and argument.arg == node.id for argument in every):
             return None  # the caller decides
     # Every binding of the name: plain `name = <value>` assignments, or something we cannot read
-    # (a loop variable, a tuple unpacking, a with-target), recorded as None. Rare enough (only a
-    # weight decay given by name reaches here) that one scan of the file's names is fine.
+    # (a loop variable, a tuple unpacking, a with-target), recorded as None.
     bindings: list[tuple[ast.AST | None, ast.AST]] = []
-    for other in index.by_type.get(ast.Name, ()):
-        if other.id != node.id or not isinstance(other.ctx, ast.Store):
+    for other in index.names_by_id.get(node.id, ()):
+        if not isinstance(other.ctx, ast.Store):
             continue
         parent = index.parent(other)
         simple = (isinstance(parent, ast.Assign) and any(target is other for target in parent.targets)) or (
