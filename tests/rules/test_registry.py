@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from llmarch_lsp.analyzers import RULE_MODULES, all_rules
+from llmarch_lsp.analyzers import RULE_IDS, RULE_MODULES, all_rules, find_rule
 from llmarch_lsp.analyzers.rule import DOC_SECTIONS
 from llmarch_lsp.citations import bibliography
 from llmarch_lsp.findings import Confidence, Severity
@@ -24,6 +24,13 @@ def test_fixed_codes_keep_their_names():
     registered = {rule.code: rule.name for rule in all_rules()}
     for code, name in FIXED_CODES.items():
         assert registered.get(code) == name
+
+
+def test_rule_ids_read_off_file_names_match_the_rules_themselves():
+    # Settings and selectors are checked against RULE_IDS without importing any rule module.
+    assert [(rule.code, rule.name) for rule in RULE_IDS] == [(rule.code, rule.name) for rule in all_rules()]
+    assert find_rule("llm201") is find_rule("post-norm-residual") is all_rules()[[r.code for r in all_rules()].index("LLM201")]
+    assert find_rule("LLM999") is None
 
 
 def test_every_module_is_registered_once():
