@@ -1,6 +1,6 @@
 """One walk over the tree, shared by every rule: each node's parent, nodes grouped by type, names
-and attributes grouped by name; and, on first use, calls grouped by callee, assignments by target,
-and nodes sorted by line for bisection."""
+and attributes grouped by name, calls by callee; and, on first use, assignments by target and
+nodes sorted by line for bisection."""
 
 from __future__ import annotations
 
@@ -19,7 +19,11 @@ class NodeIndex:
         # attribute name (`x.weight` under `weight`), in walk order: the index's one pass fills them.
         self.names_by_id: dict[str, list[ast.Name]] = {}
         self.attributes_by_name: dict[str, list[ast.Attribute]] = {}
-        _index(tree, self.parents, self.by_type, self.names_by_id, self.attributes_by_name)
+        # Every call by the last part of its callee (`self.ln_1(x)` under `ln_1`), and the calls
+        # whose callee is itself a call (`nn.Softmax(dim=-1)(x)`), in walk order.
+        self.calls_by_name: dict[str, list[ast.Call]] = {}
+        self.calls_of_calls: list[ast.Call] = []
+        _index(tree, self)
         self._by_line: dict[type, tuple[list[ast.AST], list[int]]] = {}
 
     def nodes(self, *types: type) -> list[ast.AST]:
@@ -46,34 +50,6 @@ class NodeIndex:
     @property
     def calls(self) -> list[ast.Call]:
         return self.by_type.get(ast.Call, [])
-
-    @cached_property
-    def calls_by_name(self) -> dict[str, list[ast.Call]]:
-        """Every call grouped by the last part of its callee (`step`, `AdamW`, `ln_1`), in source order."""
-        self._group_calls()
-        return self.calls_by_name
-
-    @cached_property
-    def calls_of_calls(self) -> list[ast.Call]:
-        """Calls whose callee is itself a call (`nn.Softmax(dim=-1)(x)`, `getattr(m, name)(x)`)."""
-        self._group_calls()
-        return self.calls_of_calls
-
-    def _group_calls(self) -> None:
-        grouped: dict[str, list[ast.Call]] = defaultdict(list)
-        of_calls = []
-        name, attribute, call_type = ast.Name, ast.Attribute, ast.Call
-        for call in self.calls:
-            func = call.func
-            kind = func.__class__
-            if kind is name:
-                grouped[func.id].append(call)
-            elif kind is attribute:
-                grouped[func.attr].append(call)
-            elif kind is call_type:
-                of_calls.append(call)
-        self.__dict__["calls_by_name"] = dict(grouped)  # plain: looking up an unknown name inserts nothing
-        self.__dict__["calls_of_calls"] = of_calls
 
     @cached_property
     def assignments_by_name(self) -> dict[str, list[tuple[ast.Assign, bool]]]:
@@ -188,25 +164,30 @@ def _child_fields(cls: type) -> tuple[str, ...]:
     return fields
 
 
-def _index(tree: ast.AST, parents: dict, by_type: dict, names: dict, attributes: dict) -> None:
-    """Pre-order walk (so each list is in source order) recording parents and types.
+def _index(tree: ast.AST, index: NodeIndex) -> None:
+    """Pre-order walk (so each list is in source order) recording parents, types and groups.
 
     Hand-rolled rather than `ast.walk`: this is the one traversal every rule shares, and it runs
     on every keystroke, so it must stay a fraction of `ast.parse`. Recursion is the fastest walk
     in CPython 3.11 (Python-to-Python calls are cheap, and no list of children is built); a tree
-    deeper than the recursion limit (a sum of thousands of terms) takes the iterative walk.
+    deeper than the recursion limit (a sum of thousands of terms) takes the iterative walk, and
+    the groups are then read off the type lists, in the same order.
     """
     try:
-        _index_recursively(tree, parents, by_type, names, attributes)
+        _index_recursively(tree, index)
     except RecursionError:
-        for partial in (parents, by_type, names, attributes):
+        for partial in (index.parents, index.by_type, index.names_by_id, index.attributes_by_name, index.calls_by_name):
             partial.clear()
-        _index_iteratively(tree, parents, by_type, names, attributes)
+        index.calls_of_calls.clear()
+        _index_iteratively(tree, index.parents, index.by_type)
+        _group_by_type(index)
 
 
-def _index_recursively(tree: ast.AST, parents: dict, by_type: dict, names: dict, attributes: dict) -> None:
+def _index_recursively(tree: ast.AST, index: NodeIndex) -> None:
+    parents, by_type = index.parents, index.by_type
+    names, attributes, calls, of_calls = index.names_by_id, index.attributes_by_name, index.calls_by_name, index.calls_of_calls
     plans: dict[type, tuple[list, tuple[str, ...]]] = {}  # per node class: its by_type list and child fields
-    name_type, attribute_type = ast.Name, ast.Attribute
+    name_type, attribute_type, call_type = ast.Name, ast.Attribute, ast.Call
 
     def visit(node):
         cls = node.__class__
@@ -214,7 +195,8 @@ def _index_recursively(tree: ast.AST, parents: dict, by_type: dict, names: dict,
         if plan is None:
             plan = plans[cls] = (by_type[cls], _child_fields(cls))
         plan[0].append(node)
-        if cls is name_type:  # a third of a tree: group it here (inlined), and it has no children
+        # The groups, inlined: a function call per node would cost more than the grouping itself.
+        if cls is name_type:  # a third of a tree, and it has no children
             group = names.get(node.id)
             if group is None:
                 names[node.id] = [node]
@@ -227,6 +209,18 @@ def _index_recursively(tree: ast.AST, parents: dict, by_type: dict, names: dict,
                 attributes[node.attr] = [node]
             else:
                 group.append(node)
+        elif cls is call_type:
+            func = node.func
+            kind = func.__class__
+            callee = func.attr if kind is attribute_type else func.id if kind is name_type else None
+            if callee is not None:
+                group = calls.get(callee)
+                if group is None:
+                    calls[callee] = [node]
+                else:
+                    group.append(node)
+            elif kind is call_type:
+                of_calls.append(node)
         for name in plan[1]:
             value = getattr(node, name, None)
             if value is None:
@@ -248,16 +242,12 @@ def _index_recursively(tree: ast.AST, parents: dict, by_type: dict, names: dict,
         visit = None  # noqa: F841
 
 
-def _index_iteratively(tree: ast.AST, parents: dict, by_type: dict, names: dict, attributes: dict) -> None:
+def _index_iteratively(tree: ast.AST, parents: dict, by_type: dict) -> None:
     stack = [tree]
     pop, push = stack.pop, stack.append
     while stack:
         node = pop()
         by_type[node.__class__].append(node)
-        if node.__class__ is ast.Name:
-            _group(names, node.id, node)
-        elif node.__class__ is ast.Attribute:
-            _group(attributes, node.attr, node)
         children = []
         for name in _child_fields(node.__class__):
             value = getattr(node, name, None)
@@ -269,6 +259,20 @@ def _index_iteratively(tree: ast.AST, parents: dict, by_type: dict, names: dict,
             if child is not None:
                 parents[child] = node
                 push(child)
+
+
+def _group_by_type(index: NodeIndex) -> None:
+    """The groups the recursive walk fills, read off the type lists (which are in walk order)."""
+    for node in index.by_type.get(ast.Name, ()):
+        _group(index.names_by_id, node.id, node)
+    for node in index.by_type.get(ast.Attribute, ()):
+        _group(index.attributes_by_name, node.attr, node)
+    for node in index.by_type.get(ast.Call, ()):
+        func = node.func
+        if isinstance(func, (ast.Name, ast.Attribute)):
+            _group(index.calls_by_name, func.id if isinstance(func, ast.Name) else func.attr, node)
+        elif isinstance(func, ast.Call):
+            index.calls_of_calls.append(node)
 
 
 def _group(groups: dict, key: str, node: ast.AST) -> None:

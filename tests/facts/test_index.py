@@ -122,6 +122,19 @@ def test_the_iterative_fallback_groups_names_and_attributes_too():
     assert sum(len(index.attributes_by_name[f"x{i}"]) for i in range(3)) == terms
 
 
+def test_calls_are_grouped_by_callee_the_same_by_either_walk():
+    calls = " + ".join(f"m.f{i % 2}(x) + g(y)" for i in range(sys.getrecursionlimit()))
+    for source in ("total = m.f0(x) + g(y) + h(1)(z)\n", f"total = {calls} + h(1)(z)\n"):
+        tree = ast.parse("import torch\n" + source)
+        index = NodeIndex(tree)
+        every = [n for n, _ in _preorder(tree) if isinstance(n, ast.Call)]
+        for callee in ("f0", "f1", "g"):
+            expected = [n for n in every if getattr(n.func, "attr", getattr(n.func, "id", None)) == callee]
+            assert [id(n) for n in index.calls_by_name.get(callee, [])] == [id(n) for n in expected]
+        assert [id(n) for n in index.calls_of_calls] == [id(n) for n in every if isinstance(n.func, ast.Call)]
+        assert "h" in index.calls_by_name  # `h(1)` itself is a call of `h`
+
+
 def test_nodes_starting_on_lines_come_in_source_order_even_where_preorder_is_not():
     source = (
         "class Model:\n"
