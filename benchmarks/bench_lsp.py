@@ -2,8 +2,9 @@
 
 Reports, on a 2,000-line model file: time from `didChange` to the matching
 `publishDiagnostics` (median and p95 over 50 edits, debounce set to 0 so it is excluded),
-code-action latency, resident memory after opening 20 such files, and the ratio of the
-edit-to-diagnostics median to `ast.parse` of the same file.
+code-action latency (the first request after an edit, and the same request repeated), resident
+memory after opening 20 such files, and the ratio of the edit-to-diagnostics median to
+`ast.parse` of the same file.
 
 Targets (issue 3): median within 5x `ast.parse`, code actions under 50 ms median, memory under 200 MB.
 Run: python benchmarks/bench_lsp.py
@@ -135,16 +136,23 @@ def main() -> int:
         client.wait(published(uri, version))
         latencies.append((time.perf_counter() - started) * 1000)
 
-    diagnostic = first["params"]["diagnostics"][0]
-    action_ms = []
-    for _ in range(20):
-        started = time.perf_counter()
-        actions = client.request("textDocument/codeAction", {
-            "textDocument": {"uri": uri}, "range": diagnostic["range"],
-            "context": {"diagnostics": [diagnostic], "only": ["quickfix"]},
-        })
-        action_ms.append((time.perf_counter() - started) * 1000)
-    assert actions, "no code actions returned"
+    # Code actions: the first request after each edit (the fixes of the new text are validated,
+    # a parse of the fixed document each), then the same request again, as an editor repeats it
+    # while the cursor moves (the server keeps what it validated for that version).
+    first_ms, repeat_ms = [], []
+    for version in range(51, 71):
+        text = text + f"# edit {version}\n"
+        client.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": version},
+                                                 "contentChanges": [{"text": text}]})
+        diagnostic = client.wait(published(uri, version))["params"]["diagnostics"][0]
+        for timings in (first_ms, repeat_ms, repeat_ms):
+            started = time.perf_counter()
+            actions = client.request("textDocument/codeAction", {
+                "textDocument": {"uri": uri}, "range": diagnostic["range"],
+                "context": {"diagnostics": [diagnostic], "only": ["quickfix"]},
+            })
+            timings.append((time.perf_counter() - started) * 1000)
+            assert actions, "no code actions returned"
 
     for number in range(1, 20):
         other = f"file:///bench/model_{number}.py"
@@ -161,7 +169,8 @@ def main() -> int:
         "edit_to_diagnostics_median_ms": round(median, 2),
         "edit_to_diagnostics_p95_ms": round(percentile(latencies, 0.95), 2),
         "ratio_median_to_ast_parse": round(median / parse_ms, 2),
-        "code_action_median_ms": round(statistics.median(action_ms), 2),
+        "code_action_median_ms": round(statistics.median(first_ms), 2),
+        "code_action_repeated_median_ms": round(statistics.median(repeat_ms), 2),
         "resident_memory_mb_after_20_files": round(memory, 1),
         "diagnostics_in_file": len(first["params"]["diagnostics"]),
     }
@@ -169,7 +178,9 @@ def main() -> int:
     print(
         f"\nedit -> diagnostics: median {report['edit_to_diagnostics_median_ms']} ms, p95 {report['edit_to_diagnostics_p95_ms']} ms "
         f"= {report['ratio_median_to_ast_parse']}x ast.parse (target <= 5x); code action median "
-        f"{report['code_action_median_ms']} ms (target < 50); memory {report['resident_memory_mb_after_20_files']} MB (target < 200)"
+        f"{report['code_action_median_ms']} ms on the first request of a version (target < 50), "
+        f"{report['code_action_repeated_median_ms']} ms when asked again; "
+        f"memory {report['resident_memory_mb_after_20_files']} MB (target < 200)"
     )
     ok = report["ratio_median_to_ast_parse"] <= 5 and report["code_action_median_ms"] < 50 and memory < 200
     return 0 if ok else 1

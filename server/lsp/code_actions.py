@@ -32,7 +32,9 @@ def code_actions(
     editor = _EditBuilder(document, analysis.lines, encoder, versioned_edits)
     actions: list[lsp.CodeAction] = []
     if _wanted(lsp.CodeActionKind.QuickFix, params.context.only):
-        planner = FixPlanner(source)  # one per request: the document's imports are read once
+        planner = analysis.fix_planners.get(source)  # one per version: validated fixes stay validated
+        if planner is None:
+            planner = analysis.fix_planners[source] = FixPlanner(source)
         for finding, diagnostic in _targets(document.uri, analysis, encoder, params):
             actions.extend(_quick_fixes(planner, finding, diagnostic, analysis.lines, editor))
     if _wanted(FIX_ALL_KIND, params.context.only):

@@ -97,3 +97,10 @@ class Analysis:
     @cached_property
     def result_id(self) -> str:
         return result_id(self.diagnostics)
+
+    @cached_property
+    def fix_planners(self) -> dict:
+        """`FixPlanner`s for this version's text (one in practice), kept with it: a planner remembers
+        the fixes it has validated (a parse of the whole fixed document each), so the code actions
+        an editor asks for again on every cursor move in a diagnostic cost no parse."""
+        return {}

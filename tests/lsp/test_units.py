@@ -113,6 +113,35 @@ def test_fix_all_applies_safe_fixes_and_unsafe_ones_only_when_allowed():
     assert _fix_all(source, _analysis(source, [unsafe])) == []
 
 
+def test_quick_fixes_parse_the_document_once_per_version_however_often_asked(monkeypatch):
+    import llmarch_lsp.fixes.apply as apply_module
+
+    parses = []
+    real_parse = apply_module.ast.parse
+    monkeypatch.setattr(apply_module.ast, "parse", lambda text, *a, **k: parses.append(1) or real_parse(text, *a, **k))
+    source = "a = 1\nb = 2\n"
+    finding = _finding(Span(1, 4, 1, 5), Fix("seven", UNSAFE, replacements=(Replace(Span(1, 4, 1, 5), "7"),)))
+    encoder = PositionEncoder()
+    diagnostic = to_diagnostic(finding, "file:///m.py", split_lines(source), encoder)
+    params = lsp.CodeActionParams(
+        text_document=lsp.TextDocumentIdentifier(uri="file:///m.py"),
+        range=diagnostic.range,
+        context=lsp.CodeActionContext(diagnostics=[diagnostic], only=[lsp.CodeActionKind.QuickFix]),
+    )
+    document = lsp.VersionedTextDocumentIdentifier(uri="file:///m.py", version=1)
+
+    def ask(analysis):
+        actions = code_actions(document, source, analysis, encoder, params, versioned_edits=False)
+        fix = next(action for action in actions if action.title.endswith("seven"))
+        return apply_text_edits(source, fix.edit.changes["file:///m.py"], encoder)
+
+    this_version = _analysis(source, [finding])
+    assert [ask(this_version) for _ in range(5)] == ["a = 7\nb = 2\n"] * 5  # the cursor moving about
+    assert len(parses) == 1  # validated once, then remembered with this version
+    ask(_analysis(source, [finding]))  # a new version validates afresh
+    assert len(parses) == 2
+
+
 async def test_results_for_an_older_version_are_dropped():
     documents = {"file:///m.py": (1, "v1")}
     ready = []
