@@ -15,7 +15,7 @@ import ast
 import builtins
 import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from llmarch_lsp.facts.index import walk
 from llmarch_lsp.facts.modules import ModuleClass, dotted_name
@@ -27,6 +27,7 @@ _FUNCTIONAL_NORMS = {
     "torch.rms_norm",
 }
 _FUNCTIONAL_NORM_NAMES = {qualified.rsplit(".", 1)[1] for qualified in _FUNCTIONAL_NORMS}
+_UNSEEN = object()
 # Classes named like a norm that are not a feature-wise LayerNorm/RMSNorm, or that wrap a sublayer
 # (`PreNorm(dim, fn)` returns `fn(norm(x))`).
 _NOT_A_LAYER_NORM = re.compile(r"(Batch|Group|Instance|Weight|Spectral|LocalResponse)Norm|^(Pre|Post|Sandwich)Norm$")
@@ -363,6 +364,16 @@ def _name_parts(name: str) -> list[str]:
     return [part for part in name.lower().split("_") if part]
 
 
+@lru_cache(maxsize=4096)
+def _decide_by_names(constructor: str | None, attribute: str) -> bool:
+    """A norm by the class that built it, else by the names: the same pairs recur in every block."""
+    if constructor is None:
+        return is_norm_name(attribute)
+    if constructor[:1].isupper():
+        return is_norm_class(constructor)
+    return is_norm_name(constructor) or is_norm_name(attribute)
+
+
 def is_norm_name(name: str) -> bool:
     """`ln_1`, `norm2`, `input_layernorm`, `LayerNorm`, `ffn_norm`, `norm_layer`."""
     return any(_NORM_NAME_PART.fullmatch(part) for part in _name_parts(name))
@@ -396,7 +407,9 @@ class ResidualFacts:
         self._document = document
         self._flows: dict[int, ForwardFlow | None] = {}
         self._norm_attributes: dict[tuple[int, str], bool] = {}
-        self._self_norm_labels: dict[tuple[int, str], str | None] = {}  # `self.ln_1` or None, per class
+        # Per class, per attribute: `self.ln_1` when the attribute is a norm, else None. Asked for
+        # every call of every forward, so kept (a dict per class: no key tuple to build per call).
+        self._self_norm_labels: dict[int, dict[str, str | None]] = {}
 
     # ---- norms -------------------------------------------------------------------------
     def norm_label(self, module: ModuleClass, call: ast.Call) -> str | None:
@@ -408,12 +421,7 @@ class ResidualFacts:
         """
         func = call.func
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
-            key = (id(module.node), func.attr)  # asked for every call of every forward: remembered
-            try:
-                return self._self_norm_labels[key]
-            except KeyError:
-                label = self._self_norm_labels[key] = f"self.{func.attr}" if self.is_norm_attribute(module, func.attr) else None
-                return label
+            return self._self_norm_label(module, self._labels_of(module), func.attr)
         name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
         # Resolve the import only for a norm's own name, or a bare name imported under an alias.
         if name in _FUNCTIONAL_NORM_NAMES or (isinstance(func, ast.Name) and name in self._document.imports.aliases):
@@ -421,6 +429,19 @@ class ResidualFacts:
             if qualified in _FUNCTIONAL_NORMS:
                 return dotted_name(func)
         return None
+
+    def _labels_of(self, module: ModuleClass) -> dict[str, str | None]:
+        labels = self._self_norm_labels.get(id(module.node))
+        if labels is None:
+            labels = self._self_norm_labels[id(module.node)] = {}
+        return labels
+
+    def _self_norm_label(self, module: ModuleClass, labels: dict[str, str | None], attribute: str) -> str | None:
+        try:
+            return labels[attribute]
+        except KeyError:
+            label = labels[attribute] = f"self.{attribute}" if self.is_norm_attribute(module, attribute) else None
+            return label
 
     def is_norm_attribute(self, module: ModuleClass, attribute: str) -> bool:
         key = (id(module.node), attribute)
@@ -430,13 +451,23 @@ class ResidualFacts:
         return known
 
     def _decide_norm_attribute(self, module: ModuleClass, attribute: str) -> bool:
-        constructor = self._document.modules.constructor_name(module, attribute)
-        if constructor is None:
-            return is_norm_name(attribute)
-        last = constructor.rsplit(".", 1)[-1]
-        if last[:1].isupper():
-            return is_norm_class(last)
-        return is_norm_name(last) or is_norm_name(attribute)
+        call = module.submodules.get(attribute)
+        last = None if call is None else self._constructor_last_part(call.func)
+        return _decide_by_names(last, attribute)
+
+    def _constructor_last_part(self, func: ast.AST) -> str | None:
+        """The last part of `ModuleFacts.constructor_name` (`LayerNorm` for `nn.LayerNorm(d)`),
+        without resolving the whole name: only a bare name imported under an alias needs that."""
+        node = func
+        while isinstance(node, ast.Attribute):
+            node = node.value
+        if not isinstance(node, ast.Name):
+            return None  # `make().norm(d)`: no name to go by
+        if isinstance(func, ast.Attribute):
+            return func.attr
+        if func.id in self._document.imports.aliases:  # `from torch.nn import LayerNorm as LN`
+            return self._document.qualified_name(func).rsplit(".", 1)[-1]
+        return func.id
 
     def call_kind(self, module: ModuleClass, call: ast.Call) -> str:
         if self.norm_label(module, call) is not None:
@@ -500,13 +531,24 @@ class ResidualFacts:
         if forward is None:
             return []
         candidates = []
+        labels = self._labels_of(module)
+        name_type, attribute_type = ast.Name, ast.Attribute
         for call in self._document.index.starting_on_lines(ast.Call, forward.lineno, forward.end_lineno or forward.lineno):
             normalized = call.args[0] if call.args else None
             if normalized is None and call.keywords:
                 normalized = next((k.value for k in call.keywords if k.arg in _INPUT_KEYWORDS), None)
-            if type(normalized) is ast.Name or (type(normalized) is ast.BinOp and type(normalized.op) is ast.Add):
-                if self.norm_label(module, call) is not None:
-                    candidates.append(call)
+            kind = normalized.__class__
+            if kind is not name_type and not (kind is ast.BinOp and normalized.op.__class__ is ast.Add):
+                continue
+            func = call.func  # `self.<attr>(...)`, most calls of a forward, without a method call
+            if func.__class__ is attribute_type and func.value.__class__ is name_type and func.value.id == "self":
+                label = labels.get(func.attr, _UNSEEN)
+                if label is _UNSEEN:
+                    label = self._self_norm_label(module, labels, func.attr)
+            else:
+                label = self.norm_label(module, call)
+            if label is not None:
+                candidates.append(call)
         return candidates
 
     # ---- depth ---------------------------------------------------------------------------
