@@ -71,16 +71,24 @@ class NodeIndex:
         name, attribute, sequences, starred = ast.Name, ast.Attribute, (ast.Tuple, ast.List), ast.Starred
         for node in self.by_type.get(ast.Assign, ()):
             targets = node.targets
-            if len(targets) == 1:  # the common shapes first: `x = ...`, `self.x = ...`
+            if len(targets) == 1:  # the common shapes first, grouped inline: `x = ...`, `self.x = ...`
                 target = targets[0]
                 kind = target.__class__
                 if kind is name:
-                    _group(by_name, target.id, (node, True))
+                    group = by_name.get(target.id)
+                    if group is None:
+                        by_name[target.id] = [(node, True)]
+                    else:
+                        group.append((node, True))
                     continue
                 if kind is attribute:
                     owner = target.value
                     if owner.__class__ is name and owner.id == "self":
-                        _group(by_attribute, target.attr, node)
+                        group = by_attribute.get(target.attr)
+                        if group is None:
+                            by_attribute[target.attr] = [node]
+                        else:
+                            group.append(node)
                     continue
             attributes = {
                 target.attr
