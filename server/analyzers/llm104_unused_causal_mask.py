@@ -87,7 +87,7 @@ from dataclasses import dataclass
 from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
 from llmarch_lsp.facts.attention import _bound_value
-from llmarch_lsp.facts.index import walk
+from llmarch_lsp.facts.index import source_position, walk
 from llmarch_lsp.facts.score_flow import evaluate_constant
 from llmarch_lsp.findings import Confidence, Evidence, Related, Severity
 
@@ -119,7 +119,7 @@ def check(document: Document, context: RuleContext, rule: Rule):
         for call in document.index.calls_named(*_TRIANGLE_METHODS)
         if (call.func.__class__ is ast.Attribute or call.func.id in ("tril", "triu")) and _is_triangle_of_ones(document, call)
     ]
-    triangles.sort(key=lambda call: (call.lineno, call.col_offset))
+    triangles.sort(key=source_position)
     if not triangles:
         return
     masks = [mask for mask in (_stored_mask(document, triangle) for triangle in triangles) if mask is not None]

@@ -89,6 +89,7 @@ import re
 from llmarch_lsp.analyzers.rule import Invalid, Rule, RuleContext
 from llmarch_lsp.document import Document
 from llmarch_lsp.facts.config_values import TORCH_SIGNATURES, KnownValue, ValueScope
+from llmarch_lsp.facts.index import source_position
 from llmarch_lsp.findings import Confidence, Evidence, Related, Severity
 
 RULE_DOCS = __doc__
@@ -156,7 +157,7 @@ def _constructor_calls(document: Document, values):
             name = func.attr if func.__class__ is ast.Attribute else func.id if func.__class__ is ast.Name else ""
             if name[:1].isupper():
                 found[id(call)] = call
-    return sorted(found.values(), key=lambda call: (call.lineno, call.col_offset))
+    return sorted(found.values(), key=source_position)
 
 
 def _may_configure_heads(document: Document, values, call) -> bool:

@@ -19,6 +19,8 @@ import ast
 import re
 from dataclasses import dataclass, field
 
+from llmarch_lsp.facts.index import source_position
+
 _SOFTMAX_FUNCTIONS = {
     "torch.softmax",
     "torch.log_softmax",
@@ -255,7 +257,7 @@ class _AttentionFinder:
             *self.index.calls_named(*(_SOFTMAX_NAMES | self.softmax_attributes)),
             *self.index.calls_of_calls,  # nn.Softmax(dim=-1)(scores)
         ]
-        found.sort(key=lambda call: (call.lineno, call.col_offset))
+        found.sort(key=source_position)
         return found
 
     def _unit_scale_chosen_in(self, function) -> ast.Call | None:

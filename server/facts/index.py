@@ -30,7 +30,7 @@ class NodeIndex:
         if len(types) == 1:
             return self.by_type.get(types[0], [])
         found = [node for t in types for node in self.by_type.get(t, [])]
-        found.sort(key=lambda n: (n.lineno, n.col_offset))
+        found.sort(key=source_position)
         return found
 
     def starting_on_lines(self, kind: type, first: int, last: int) -> list[ast.AST]:
@@ -43,7 +43,7 @@ class NodeIndex:
         if cached is None:
             # Pre-order is source order but for decorators (visited after their function's body)
             # and conditional expressions (`a if test else b` visits `test` first): sort to bisect.
-            nodes = sorted(self.by_type.get(kind, ()), key=_position)
+            nodes = sorted(self.by_type.get(kind, ()), key=source_position)
             cached = self._by_line[kind] = (nodes, [node.lineno for node in nodes])
         return cached
 
@@ -71,24 +71,16 @@ class NodeIndex:
         name, attribute, sequences, starred = ast.Name, ast.Attribute, (ast.Tuple, ast.List), ast.Starred
         for node in self.by_type.get(ast.Assign, ()):
             targets = node.targets
-            if len(targets) == 1:  # the common shapes first, grouped inline: `x = ...`, `self.x = ...`
+            if len(targets) == 1:  # the common shapes first: `x = ...`, `self.x = ...`
                 target = targets[0]
                 kind = target.__class__
                 if kind is name:
-                    group = by_name.get(target.id)
-                    if group is None:
-                        by_name[target.id] = [(node, True)]
-                    else:
-                        group.append((node, True))
+                    _group(by_name, target.id, (node, True))
                     continue
                 if kind is attribute:
                     owner = target.value
                     if owner.__class__ is name and owner.id == "self":
-                        group = by_attribute.get(target.attr)
-                        if group is None:
-                            by_attribute[target.attr] = [node]
-                        else:
-                            group.append(node)
+                        _group(by_attribute, target.attr, node)
                     continue
             attributes = {
                 target.attr
@@ -151,7 +143,8 @@ class NodeIndex:
         return current
 
 
-_position = attrgetter("lineno", "col_offset")
+# Sort key for nodes in source order: (line, column).
+source_position = attrgetter("lineno", "col_offset")
 
 # Fields that never hold a node worth indexing: names and other strings, numbers, constants,
 # and the context/operator singletons (`Load`, `Add`, ...) that the parser shares between nodes,
@@ -295,14 +288,9 @@ def walk(node: ast.AST):
     """`ast.walk`, faster: the same breadth-first order, minus the context and operator singletons
     (`Load`, `Add`), which no caller looks for (they read `node.ctx` and `node.op` instead)."""
     queue = [node]
-    fields_of = _CHILD_FIELDS
     for current in queue:  # a list grows safely while it is iterated
         yield current
-        cls = current.__class__
-        fields = fields_of.get(cls)
-        if fields is None:
-            fields = _child_fields(cls)
-        for name in fields:
+        for name in _child_fields(current.__class__):
             value = getattr(current, name, None)
             if value is None:
                 continue

@@ -6,6 +6,8 @@ import ast
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from llmarch_lsp.facts.index import source_position
+
 _MODULE_BASE_SUFFIXES = ("Module", "PreTrainedModel", "Layer", "Block", "Model")
 
 
@@ -89,7 +91,7 @@ class ModuleFacts:
         ]
         if annotated:  # the first write of an attribute wins, so the two kinds go in source order
             writes += annotated
-            writes.sort(key=lambda write: (write[0].lineno, write[0].col_offset))
+            writes.sort(key=lambda write: source_position(write[0]))
         for assignment, attribute in writes:
             self._note_submodule(found, attribute, assignment)
         return found
