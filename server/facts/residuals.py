@@ -27,7 +27,6 @@ _FUNCTIONAL_NORMS = {
     "torch.rms_norm",
 }
 _FUNCTIONAL_NORM_NAMES = {qualified.rsplit(".", 1)[1] for qualified in _FUNCTIONAL_NORMS}
-_UNSEEN = object()
 # Classes named like a norm that are not a feature-wise LayerNorm/RMSNorm, or that wrap a sublayer
 # (`PreNorm(dim, fn)` returns `fn(norm(x))`).
 _NOT_A_LAYER_NORM = re.compile(r"(Batch|Group|Instance|Weight|Spectral|LocalResponse)Norm|^(Pre|Post|Sandwich)Norm$")
@@ -407,9 +406,6 @@ class ResidualFacts:
         self._document = document
         self._flows: dict[int, ForwardFlow | None] = {}
         self._norm_attributes: dict[tuple[int, str], bool] = {}
-        # Per class, per attribute: `self.ln_1` when the attribute is a norm, else None. Asked for
-        # every call of every forward, so kept (a dict per class: no key tuple to build per call).
-        self._self_norm_labels: dict[int, dict[str, str | None]] = {}
 
     # ---- norms -------------------------------------------------------------------------
     def norm_label(self, module: ModuleClass, call: ast.Call) -> str | None:
@@ -421,7 +417,7 @@ class ResidualFacts:
         """
         func = call.func
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
-            return self._self_norm_label(module, self._labels_of(module), func.attr)
+            return f"self.{func.attr}" if self.is_norm_attribute(module, func.attr) else None
         name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
         # Resolve the import only for a norm's own name, or a bare name imported under an alias.
         if name in _FUNCTIONAL_NORM_NAMES or (isinstance(func, ast.Name) and name in self._document.imports.aliases):
@@ -429,19 +425,6 @@ class ResidualFacts:
             if qualified in _FUNCTIONAL_NORMS:
                 return dotted_name(func)
         return None
-
-    def _labels_of(self, module: ModuleClass) -> dict[str, str | None]:
-        labels = self._self_norm_labels.get(id(module.node))
-        if labels is None:
-            labels = self._self_norm_labels[id(module.node)] = {}
-        return labels
-
-    def _self_norm_label(self, module: ModuleClass, labels: dict[str, str | None], attribute: str) -> str | None:
-        try:
-            return labels[attribute]
-        except KeyError:
-            label = labels[attribute] = f"self.{attribute}" if self.is_norm_attribute(module, attribute) else None
-            return label
 
     def is_norm_attribute(self, module: ModuleClass, attribute: str) -> bool:
         key = (id(module.node), attribute)
@@ -451,23 +434,8 @@ class ResidualFacts:
         return known
 
     def _decide_norm_attribute(self, module: ModuleClass, attribute: str) -> bool:
-        call = module.submodules.get(attribute)
-        last = None if call is None else self._constructor_last_part(call.func)
-        return _decide_by_names(last, attribute)
-
-    def _constructor_last_part(self, func: ast.AST) -> str | None:
-        """The last part of `ModuleFacts.constructor_name` (`LayerNorm` for `nn.LayerNorm(d)`),
-        without resolving the whole name: only a bare name imported under an alias needs that."""
-        node = func
-        while isinstance(node, ast.Attribute):
-            node = node.value
-        if not isinstance(node, ast.Name):
-            return None  # `make().norm(d)`: no name to go by
-        if isinstance(func, ast.Attribute):
-            return func.attr
-        if func.id in self._document.imports.aliases:  # `from torch.nn import LayerNorm as LN`
-            return self._document.qualified_name(func).rsplit(".", 1)[-1]
-        return func.id
+        constructor = self._document.modules.constructor_name(module, attribute)
+        return _decide_by_names(None if constructor is None else constructor.rsplit(".", 1)[-1], attribute)
 
     def call_kind(self, module: ModuleClass, call: ast.Call) -> str:
         if self.norm_label(module, call) is not None:
@@ -531,24 +499,13 @@ class ResidualFacts:
         if forward is None:
             return []
         candidates = []
-        labels = self._labels_of(module)
-        name_type, attribute_type = ast.Name, ast.Attribute
         for call in self._document.index.starting_on_lines(ast.Call, forward.lineno, forward.end_lineno or forward.lineno):
             normalized = call.args[0] if call.args else None
             if normalized is None and call.keywords:
                 normalized = next((k.value for k in call.keywords if k.arg in _INPUT_KEYWORDS), None)
-            kind = normalized.__class__
-            if kind is not name_type and not (kind is ast.BinOp and normalized.op.__class__ is ast.Add):
-                continue
-            func = call.func  # `self.<attr>(...)`, most calls of a forward, without a method call
-            if func.__class__ is attribute_type and func.value.__class__ is name_type and func.value.id == "self":
-                label = labels.get(func.attr, _UNSEEN)
-                if label is _UNSEEN:
-                    label = self._self_norm_label(module, labels, func.attr)
-            else:
-                label = self.norm_label(module, call)
-            if label is not None:
-                candidates.append(call)
+            if type(normalized) is ast.Name or (type(normalized) is ast.BinOp and type(normalized.op) is ast.Add):
+                if self.norm_label(module, call) is not None:
+                    candidates.append(call)
         return candidates
 
     # ---- depth ---------------------------------------------------------------------------
